@@ -1,0 +1,95 @@
+/**
+ * Loads the native shim (native/shim.c) through bun:ffi.
+ *
+ * Order of attempts, so a fresh machine with a C compiler needs no extra step:
+ *  1. the library built at `npm install` (native/build/liblwmsg_shim.so);
+ *  2. build it now with the system compiler (cc/gcc/clang);
+ *  3. compile the same source in-process with bun:ffi's TinyCC (`cc`).
+ * If all three fail, one error names what to install.
+ * @module
+ */
+import { cc, dlopen, type FFIFunction, type Narrow } from "bun:ffi";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const nativeDir = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "native");
+const source = join(nativeDir, "shim.c");
+const libPath = join(nativeDir, "build", process.platform === "darwin" ? "liblwmsg_shim.dylib" : "liblwmsg_shim.so");
+
+const symbols = {
+  lw_socketpair: { args: ["buffer"], returns: "i32" },
+  lw_connect: { args: ["buffer", "i32", "buffer"], returns: "i32" },
+  lw_connect_result: { args: ["i32"], returns: "i32" },
+  lw_listen: { args: ["buffer", "i32", "i32", "i32"], returns: "i32" },
+  lw_adopt_fd: { args: ["i32"], returns: "i32" },
+  lw_accept: { args: ["i32"], returns: "i32" },
+  lw_close: { args: ["i32"], returns: "i32" },
+  lw_dup: { args: ["i32"], returns: "i32" },
+  lw_unlink: { args: ["buffer"], returns: "i32" },
+  lw_send: { args: ["i32", "ptr", "i64_fast", "ptr", "i32"], returns: "i64_fast" },
+  lw_sendv: { args: ["i32", "ptr", "i32", "ptr", "i32"], returns: "i64_fast" },
+  lw_recv: { args: ["i32", "ptr", "i64_fast", "ptr", "ptr"], returns: "i64_fast" },
+  lw_peercred: { args: ["i32", "buffer"], returns: "i32" },
+  lw_selfcred: { args: ["buffer"], returns: "i32" },
+  lw_wait_readable: { args: ["i32", "i32"], returns: "i32" },
+  lw_fd_is_open: { args: ["i32"], returns: "i32" },
+  lw_fd_cloexec: { args: ["i32"], returns: "i32" },
+  lw_getpid: { args: [], returns: "i32" },
+  lw_poller_new: { args: ["i32", "ptr"], returns: "ptr" },
+  lw_poller_arm: { args: ["ptr", "i32", "i32", "i32"], returns: "i32" },
+  lw_poller_remove: { args: ["ptr", "i32"], returns: "i32" },
+  lw_poller_take: { args: ["ptr", "buffer", "i32"], returns: "i32" },
+  lw_poller_wakes: { args: ["ptr"], returns: "f64" },
+  lw_poller_free: { args: ["ptr"], returns: "void" },
+} as const satisfies Record<string, Narrow<FFIFunction>>;
+
+function systemBuild(): string | null {
+  // The same builder npm's postinstall ran; imported lazily (plain .mjs).
+  try {
+    const { spawnSync } = require("node:child_process") as typeof import("node:child_process");
+    const r = spawnSync(process.execPath, [join(nativeDir, "build.mjs")], { encoding: "utf8" });
+    if (r.status === 0 && existsSync(libPath)) return null;
+    return (r.stderr || r.stdout || "").trim() || "build failed";
+  } catch (e) {
+    return String(e);
+  }
+}
+
+function load() {
+  const errors: string[] = [];
+  const fresh = existsSync(libPath) && statSync(libPath).mtimeMs >= statSync(source).mtimeMs;
+  if (!fresh) {
+    const err = systemBuild();
+    if (err) errors.push(`system compiler: ${err}`);
+  }
+  if (existsSync(libPath)) {
+    try {
+      return { lib: dlopen(libPath, symbols), how: "dlopen" as const };
+    } catch (e) {
+      errors.push(`dlopen ${libPath}: ${(e as Error).message}`);
+    }
+  }
+  try {
+    // TinyCC fallback: needs libc headers at run time, no separate compiler.
+    return { lib: cc({ source, symbols, library: ["pthread"] }), how: "tcc" as const };
+  } catch (e) {
+    errors.push(`bun:ffi cc: ${(e as Error).message}`);
+  }
+  throw new Error(
+    `bun-lwmsg: cannot load its native shim.\n  ${errors.join("\n  ")}\n` +
+      `Install a C compiler and the libc headers (Debian/Ubuntu: apt-get install gcc libc6-dev; ` +
+      `Alpine: apk add build-base), then run \`npm run build:native\`.`,
+  );
+}
+
+const loaded = load();
+/** The shim's functions (see native/shim.c for each contract: >= 0 ok, -errno on failure). */
+export const native = loaded.lib.symbols;
+/** How the shim was loaded: a prebuilt/system-built library, or TinyCC at import. */
+export const nativeLoadedBy = loaded.how;
+/** Source text of the shim, for diagnostics. */
+export const shimSourcePath = source;
+export function shimSource(): string {
+  return readFileSync(source, "utf8");
+}

@@ -1,0 +1,482 @@
+/*
+ * bun-lwmsg native shim.
+ *
+ * The few things Bun cannot do for us on a raw AF_UNIX socket, as plain
+ * fixed-arity C functions for bun:ffi (no variadic calls cross the FFI):
+ *   - socket / socketpair / bind+listen / accept / connect, all O_NONBLOCK and
+ *     close-on-exec from birth (no window for a fork+exec to inherit them);
+ *   - sendmsg with SCM_RIGHTS and several iovecs, recvmsg with
+ *     MSG_CMSG_CLOEXEC that reports MSG_CTRUNC;
+ *   - peer credentials (SO_PEERCRED, getpeereid fallback);
+ *   - a readiness poller: one epoll thread per process that tells the JS
+ *     thread which fds became ready, either by a "doorbell" byte written into
+ *     a socketpair Bun itself watches, or by a threadsafe JSCallback.
+ *
+ * Every function returns >= 0 on success and -errno on failure, so JS never
+ * has to read a thread-local errno after the fact.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
+
+#define LW_MAX_FDS 256
+
+/* lwmsg never lets a socket land on 0..2: a stray printf would write into it. */
+static int lw_lift_fd(int fd) {
+  if (fd < 0 || fd > 2) return fd;
+  int up = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  int err = errno;
+  close(fd);
+  if (up < 0) return -err;
+  return up;
+}
+
+static int lw_set_nonblock_cloexec(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -errno;
+  if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) return -errno;
+  return 0;
+}
+
+/* Fill a sockaddr_un. `len` bytes of `path` are the name; a leading NUL makes
+ * it a Linux abstract name whose length is exactly `len` (NULs significant). */
+static int lw_fill_addr(struct sockaddr_un *sa, socklen_t *salen, const char *path, int len) {
+  memset(sa, 0, sizeof *sa);
+  sa->sun_family = AF_UNIX;
+  int abstract = len > 0 && path[0] == '\0';
+  /* A filesystem path needs room for its NUL: 107 usable bytes on Linux. */
+  if (len <= 0 || (size_t)len + (abstract ? 0 : 1) > sizeof sa->sun_path) return -ENAMETOOLONG;
+  memcpy(sa->sun_path, path, (size_t)len);
+  *salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)len + (abstract ? 0 : 1));
+  return 0;
+}
+
+static int lw_new_stream_socket(void) {
+#ifdef SOCK_CLOEXEC
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+#else
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (fd < 0) return -errno;
+  int r = lw_set_nonblock_cloexec(fd);
+  if (r < 0) { close(fd); return r; }
+#endif
+  return lw_lift_fd(fd);
+}
+
+/* socketpair, both ends non-blocking and close-on-exec; out[0], out[1]. */
+int lw_socketpair(int32_t *out) {
+  int sv[2];
+#ifdef SOCK_CLOEXEC
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
+#else
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) return -errno;
+  lw_set_nonblock_cloexec(sv[0]);
+  lw_set_nonblock_cloexec(sv[1]);
+#endif
+  int a = lw_lift_fd(sv[0]);
+  int b = lw_lift_fd(sv[1]);
+  if (a < 0 || b < 0) {
+    if (a >= 0) close(a);
+    if (b >= 0) close(b);
+    return a < 0 ? a : b;
+  }
+  out[0] = a;
+  out[1] = b;
+  return 0;
+}
+
+/* Start a non-blocking connect. Returns the fd (connected, or with the connect
+ * still in progress: out_state = 0 done, 1 in progress). Linux answers EAGAIN
+ * when the listener's backlog is full; that is reported as -EAGAIN so the
+ * caller can retry later on a timer rather than block. */
+int lw_connect(const char *path, int len, int32_t *out_state) {
+  struct sockaddr_un sa;
+  socklen_t salen;
+  int r = lw_fill_addr(&sa, &salen, path, len);
+  if (r < 0) return r;
+  int fd = lw_new_stream_socket();
+  if (fd < 0) return fd;
+  if (connect(fd, (struct sockaddr *)&sa, salen) == 0) {
+    *out_state = 0;
+    return fd;
+  }
+  int err = errno;
+  if (err == EINPROGRESS) {
+    *out_state = 1;
+    return fd;
+  }
+  close(fd);
+  return -err;
+}
+
+/* Result of a connect that was in progress: 0 or -errno (SO_ERROR). */
+int lw_connect_result(int fd) {
+  int err = 0;
+  socklen_t l = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0) return -errno;
+  return -err;
+}
+
+/* socket, unlink a stale file, bind with mode 000 (umask 0777) so no one can
+ * connect before the chmod to the caller's mode, chmod, listen.
+ * mode < 0 leaves the mode to the umask. Abstract names skip unlink/chmod. */
+int lw_listen(const char *path, int len, int backlog, int mode) {
+  struct sockaddr_un sa;
+  socklen_t salen;
+  int r = lw_fill_addr(&sa, &salen, path, len);
+  if (r < 0) return r;
+  int abstract = path[0] == '\0';
+  int fd = lw_new_stream_socket();
+  if (fd < 0) return fd;
+  if (!abstract) {
+    if (unlink(sa.sun_path) < 0 && errno != ENOENT) {
+      int e = errno;
+      close(fd);
+      return -e;
+    }
+  }
+  mode_t old = 0;
+  if (!abstract && mode >= 0) old = umask(0777);
+  int br = bind(fd, (struct sockaddr *)&sa, salen);
+  int berr = errno;
+  if (!abstract && mode >= 0) umask(old);
+  if (br < 0) {
+    close(fd);
+    return -berr;
+  }
+  if (!abstract && mode >= 0 && chmod(sa.sun_path, (mode_t)mode) < 0) {
+    int e = errno;
+    unlink(sa.sun_path);
+    close(fd);
+    return -e;
+  }
+  if (listen(fd, backlog) < 0) {
+    int e = errno;
+    if (!abstract) unlink(sa.sun_path);
+    close(fd);
+    return -e;
+  }
+  return fd;
+}
+
+/* Make an fd handed to us (setFd / addListenFd) non-blocking and close-on-exec. */
+int lw_adopt_fd(int fd) { return lw_set_nonblock_cloexec(fd); }
+
+int lw_accept(int lfd) {
+#ifdef SOCK_CLOEXEC
+  int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0) return -errno;
+#else
+  int fd = accept(lfd, NULL, NULL);
+  if (fd < 0) return -errno;
+  lw_set_nonblock_cloexec(fd);
+#endif
+  return lw_lift_fd(fd);
+}
+
+int lw_close(int fd) { return close(fd) < 0 ? -errno : 0; }
+
+int lw_dup(int fd) {
+  int r = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  return r < 0 ? -errno : r;
+}
+
+int lw_unlink(const char *path) { return unlink(path) < 0 ? -errno : 0; }
+
+/* Send `len` bytes of `buf` with up to LW_MAX_FDS fds in one SCM_RIGHTS
+ * message. Returns bytes taken by the kernel or -errno. Fds travel with the
+ * first byte, so a partial send still delivered every fd. */
+static ssize_t lw_sendmsg_iov(int fd, struct iovec *iov, int iovcnt, const int32_t *fds, int nfds) {
+  struct msghdr msg;
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * LW_MAX_FDS)];
+    struct cmsghdr align;
+  } ctl;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = iov;
+  msg.msg_iovlen = (size_t)iovcnt;
+  if (nfds > LW_MAX_FDS) return -EINVAL;
+  if (nfds > 0) {
+    memset(&ctl, 0, sizeof ctl);
+    msg.msg_control = ctl.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+  }
+  ssize_t n;
+  do {
+    n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
+}
+
+int64_t lw_send(int fd, const uint8_t *buf, int64_t len, const int32_t *fds, int nfds) {
+  struct iovec iov = {(void *)buf, (size_t)len};
+  return lw_sendmsg_iov(fd, &iov, 1, fds, nfds);
+}
+
+/* Gather send. `segs` holds iovcnt pairs of (address, length) as uint64, so
+ * JS can point into several buffers (packet headers and a payload) at once. */
+int64_t lw_sendv(int fd, const uint64_t *segs, int iovcnt, const int32_t *fds, int nfds) {
+  struct iovec iov[64];
+  if (iovcnt <= 0 || iovcnt > 64) return -EINVAL;
+  for (int i = 0; i < iovcnt; i++) {
+    iov[i].iov_base = (void *)(uintptr_t)segs[2 * i];
+    iov[i].iov_len = (size_t)segs[2 * i + 1];
+  }
+  return lw_sendmsg_iov(fd, iov, iovcnt, fds, nfds);
+}
+
+/* Receive up to `len` bytes and every SCM_RIGHTS fd that came with them.
+ * out[0] = number of fds written to `fds`, out[1] = msg_flags (MSG_CTRUNC is
+ * the caller's to turn into an error; the fds that did arrive are returned so
+ * they can be closed). Returns bytes read, 0 on EOF, or -errno. */
+int64_t lw_recv(int fd, uint8_t *buf, int64_t len, int32_t *fds, int32_t *out) {
+  struct msghdr msg;
+  struct iovec iov = {buf, (size_t)len};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * LW_MAX_FDS)];
+    struct cmsghdr align;
+  } ctl;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = ctl.buf;
+  msg.msg_controllen = sizeof ctl.buf;
+  ssize_t n;
+  int flags = MSG_DONTWAIT;
+#ifdef MSG_CMSG_CLOEXEC
+  flags |= MSG_CMSG_CLOEXEC;
+#endif
+  do {
+    n = recvmsg(fd, &msg, flags);
+  } while (n < 0 && errno == EINTR);
+  out[0] = 0;
+  out[1] = 0;
+  if (n < 0) return -errno;
+  int count = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    /* Clamp to the buffer: some kernels leave cmsg_len untruncated. */
+    size_t avail = (size_t)((char *)ctl.buf + msg.msg_controllen - (char *)CMSG_DATA(c));
+    size_t bytes = c->cmsg_len - CMSG_LEN(0);
+    if (bytes > avail) bytes = avail;
+    int k = (int)(bytes / sizeof(int));
+    int32_t *src = (int32_t *)CMSG_DATA(c);
+    for (int i = 0; i < k; i++) {
+      int rfd = src[i];
+#ifndef MSG_CMSG_CLOEXEC
+      fcntl(rfd, F_SETFD, FD_CLOEXEC);
+#endif
+      if (count < LW_MAX_FDS) fds[count++] = lw_lift_fd(rfd);
+      else close(rfd);
+    }
+  }
+  out[0] = count;
+  out[1] = msg.msg_flags;
+  return n;
+}
+
+/* Peer credentials from the kernel: out = {pid, uid, gid}. pid -1 where the
+ * platform cannot say. */
+int lw_peercred(int fd, int32_t *out) {
+#if defined(SO_PEERCRED) && defined(__linux__)
+  struct ucred uc;
+  socklen_t l = sizeof uc;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &l) < 0) return -errno;
+  out[0] = uc.pid;
+  out[1] = (int32_t)uc.uid;
+  out[2] = (int32_t)uc.gid;
+  return 0;
+#else
+  uid_t u;
+  gid_t g;
+  if (getpeereid(fd, &u, &g) < 0) return -errno;
+  out[0] = -1;
+  out[1] = (int32_t)u;
+  out[2] = (int32_t)g;
+  return 0;
+#endif
+}
+
+/* Own ids, for PAIR mode tokens (lwmsg uses getuid/getgid/getpid there). */
+int lw_selfcred(int32_t *out) {
+  out[0] = getpid();
+  out[1] = (int32_t)getuid();
+  out[2] = (int32_t)getgid();
+  return 0;
+}
+
+/* Bounded wait for readability, in microseconds, on the calling thread. Used
+ * right after a request to catch a fast reply without a thread hop. Returns
+ * 1 readable/hung up, 0 timed out, -errno. */
+int lw_wait_readable(int fd, int usec) {
+  struct pollfd p = {fd, POLLIN, 0};
+  struct timespec ts = {usec / 1000000, (long)(usec % 1000000) * 1000};
+  int r = ppoll(&p, 1, &ts, NULL);
+  if (r < 0) return errno == EINTR ? 0 : -errno;
+  return r > 0 ? 1 : 0;
+}
+
+/* fd accounting and kernel facts for tests and the bench. */
+int lw_fd_is_open(int fd) { return fcntl(fd, F_GETFD) >= 0 ? 1 : 0; }
+int lw_fd_cloexec(int fd) {
+  int f = fcntl(fd, F_GETFD);
+  return f < 0 ? -errno : (f & FD_CLOEXEC) ? 1 : 0;
+}
+int lw_getpid(void) { return getpid(); }
+
+/* ------------------------------------------------------------------------ */
+/* Readiness poller: an epoll thread. Registrations are EPOLLONESHOT, so a
+ * ready fd reports once and stays quiet until JS re-arms it after draining.
+ * Ready events go into a ring under a mutex; the thread then signals JS,
+ * once per batch (the `pending` flag), by either mechanism:
+ *   MODE_DOORBELL: write 1 byte into `bell_fd` (a socketpair end Bun watches);
+ *   MODE_CALLBACK: call `cb` (a threadsafe JSCallback posting to JS).
+ * JS collects the batch with lw_poller_take, which clears `pending`. */
+#ifdef __linux__
+#define LW_RING 4096
+typedef void (*lw_wake_cb)(void);
+typedef struct {
+  int epfd;
+  int stop_fd[2];
+  int bell_fd;
+  lw_wake_cb cb;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  int pending;
+  int head, count;
+  uint64_t ring[LW_RING]; /* token (u32) << 32 | events */
+  uint64_t wakes;
+} lw_poller;
+
+static void *lw_poller_main(void *arg) {
+  lw_poller *p = arg;
+  struct epoll_event ev[64];
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+  for (;;) {
+    int n = epoll_wait(p->epfd, ev, 64, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    int stop = 0, notify = 0;
+    pthread_mutex_lock(&p->mu);
+    for (int i = 0; i < n; i++) {
+      if (ev[i].data.u64 == UINT64_MAX) {
+        stop = 1;
+        continue;
+      }
+      if (p->count < LW_RING) {
+        p->ring[(p->head + p->count) % LW_RING] = (ev[i].data.u64 << 32) | ev[i].events;
+        p->count++;
+      }
+    }
+    if (p->count > 0 && !p->pending) {
+      p->pending = 1;
+      notify = 1;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (notify) {
+      p->wakes++;
+      if (p->cb) p->cb();
+      else {
+        char b = 1;
+        ssize_t w;
+        do { w = write(p->bell_fd, &b, 1); } while (w < 0 && errno == EINTR);
+      }
+    }
+    if (stop) break;
+  }
+  return NULL;
+}
+
+/* bell_fd >= 0 selects the doorbell; otherwise cb must be non-null. */
+void *lw_poller_new(int bell_fd, void *cb) {
+  lw_poller *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->bell_fd = bell_fd;
+  p->cb = (lw_wake_cb)cb;
+  p->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (p->epfd < 0) { free(p); return NULL; }
+  if (pipe2(p->stop_fd, O_CLOEXEC | O_NONBLOCK) < 0) { close(p->epfd); free(p); return NULL; }
+  struct epoll_event e = {.events = EPOLLIN, .data.u64 = UINT64_MAX};
+  epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->stop_fd[0], &e);
+  pthread_mutex_init(&p->mu, NULL);
+  if (pthread_create(&p->thread, NULL, lw_poller_main, p) != 0) {
+    close(p->stop_fd[0]); close(p->stop_fd[1]); close(p->epfd); free(p);
+    return NULL;
+  }
+  return p;
+}
+
+/* Arm (or re-arm) `fd` for `events` (EPOLLIN=1, EPOLLOUT=4), one shot. */
+int lw_poller_arm(void *pp, int fd, int events, int token) {
+  lw_poller *p = pp;
+  struct epoll_event e = {.events = (uint32_t)events | EPOLLONESHOT, .data.u64 = (uint32_t)token};
+  if (epoll_ctl(p->epfd, EPOLL_CTL_MOD, fd, &e) == 0) return 0;
+  if (errno != ENOENT) return -errno;
+  if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &e) == 0) return 0;
+  return -errno;
+}
+
+int lw_poller_remove(void *pp, int fd) {
+  lw_poller *p = pp;
+  return epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, NULL) < 0 ? -errno : 0;
+}
+
+/* Copy up to `max` ready events into out as (token, events) int pairs. */
+int lw_poller_take(void *pp, int32_t *out, int max) {
+  lw_poller *p = pp;
+  pthread_mutex_lock(&p->mu);
+  int k = 0;
+  while (k < max && p->count > 0) {
+    uint64_t v = p->ring[p->head];
+    p->head = (p->head + 1) % LW_RING;
+    p->count--;
+    out[2 * k] = (int32_t)(v >> 32);
+    out[2 * k + 1] = (int32_t)(v & 0xffffffffu);
+    k++;
+  }
+  if (p->count == 0) p->pending = 0;
+  pthread_mutex_unlock(&p->mu);
+  return k;
+}
+
+double lw_poller_wakes(void *pp) { return (double)((lw_poller *)pp)->wakes; }
+
+void lw_poller_free(void *pp) {
+  lw_poller *p = pp;
+  char b = 1;
+  ssize_t w = write(p->stop_fd[1], &b, 1);
+  (void)w;
+  pthread_join(p->thread, NULL);
+  close(p->stop_fd[0]);
+  close(p->stop_fd[1]);
+  close(p->epfd);
+  pthread_mutex_destroy(&p->mu);
+  free(p);
+}
+#endif
