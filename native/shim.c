@@ -230,28 +230,29 @@ static ssize_t lw_sendmsg_iov(int fd, struct iovec *iov, int iovcnt, const int32
   return n < 0 ? -errno : n;
 }
 
-int64_t lw_send(int fd, const uint8_t *buf, int64_t len, const int32_t *fds, int nfds) {
+int lw_send(int fd, const uint8_t *buf, int len, const int32_t *fds, int nfds) {
   struct iovec iov = {(void *)buf, (size_t)len};
-  return lw_sendmsg_iov(fd, &iov, 1, fds, nfds);
+  return (int)lw_sendmsg_iov(fd, &iov, 1, fds, nfds);
 }
 
 /* Gather send. `segs` holds iovcnt pairs of (address, length) as uint64, so
- * JS can point into several buffers (packet headers and a payload) at once. */
-int64_t lw_sendv(int fd, const uint64_t *segs, int iovcnt, const int32_t *fds, int nfds) {
+ * JS can point into several buffers (packet headers and a payload) at once.
+ * Lengths per call stay below 2 GiB (the caller splits larger sends). */
+int lw_sendv(int fd, const uint64_t *segs, int iovcnt, const int32_t *fds, int nfds) {
   struct iovec iov[64];
   if (iovcnt <= 0 || iovcnt > 64) return -EINVAL;
   for (int i = 0; i < iovcnt; i++) {
     iov[i].iov_base = (void *)(uintptr_t)segs[2 * i];
     iov[i].iov_len = (size_t)segs[2 * i + 1];
   }
-  return lw_sendmsg_iov(fd, iov, iovcnt, fds, nfds);
+  return (int)lw_sendmsg_iov(fd, iov, iovcnt, fds, nfds);
 }
 
 /* Receive up to `len` bytes and every SCM_RIGHTS fd that came with them.
  * out[0] = number of fds written to `fds`, out[1] = msg_flags (MSG_CTRUNC is
  * the caller's to turn into an error; the fds that did arrive are returned so
  * they can be closed). Returns bytes read, 0 on EOF, or -errno. */
-int64_t lw_recv(int fd, uint8_t *buf, int64_t len, int32_t *fds, int32_t *out) {
+int lw_recv(int fd, uint8_t *buf, int len, int32_t *fds, int32_t *out) {
   struct msghdr msg;
   struct iovec iov = {buf, (size_t)len};
   union {
@@ -294,7 +295,7 @@ int64_t lw_recv(int fd, uint8_t *buf, int64_t len, int32_t *fds, int32_t *out) {
   }
   out[0] = count;
   out[1] = msg.msg_flags;
-  return n;
+  return (int)n;
 }
 
 /* Peer credentials from the kernel: out = {pid, uid, gid}. pid -1 where the

@@ -8,7 +8,7 @@
  * If all three fail, one error names what to install.
  * @module
  */
-import { cc, dlopen, type FFIFunction, type Narrow } from "bun:ffi";
+import { cc, dlopen, type FFIFunction } from "bun:ffi";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,9 +27,9 @@ const symbols = {
   lw_close: { args: ["i32"], returns: "i32" },
   lw_dup: { args: ["i32"], returns: "i32" },
   lw_unlink: { args: ["buffer"], returns: "i32" },
-  lw_send: { args: ["i32", "ptr", "i64_fast", "ptr", "i32"], returns: "i64_fast" },
-  lw_sendv: { args: ["i32", "ptr", "i32", "ptr", "i32"], returns: "i64_fast" },
-  lw_recv: { args: ["i32", "ptr", "i64_fast", "ptr", "ptr"], returns: "i64_fast" },
+  lw_send: { args: ["i32", "ptr", "i32", "ptr", "i32"], returns: "i32" },
+  lw_sendv: { args: ["i32", "ptr", "i32", "ptr", "i32"], returns: "i32" },
+  lw_recv: { args: ["i32", "ptr", "i32", "ptr", "ptr"], returns: "i32" },
   lw_peercred: { args: ["i32", "buffer"], returns: "i32" },
   lw_selfcred: { args: ["buffer"], returns: "i32" },
   lw_wait_readable: { args: ["i32", "i32"], returns: "i32" },
@@ -42,7 +42,7 @@ const symbols = {
   lw_poller_take: { args: ["ptr", "buffer", "i32"], returns: "i32" },
   lw_poller_wakes: { args: ["ptr"], returns: "f64" },
   lw_poller_free: { args: ["ptr"], returns: "void" },
-} as const satisfies Record<string, Narrow<FFIFunction>>;
+} as const satisfies Record<string, FFIFunction>;
 
 function systemBuild(): string | null {
   // The same builder npm's postinstall ran; imported lazily (plain .mjs).

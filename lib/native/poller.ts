@@ -70,7 +70,7 @@ export class Poller {
         closeFd(fds[1]);
         throw new Error("bun-lwmsg: could not start the poller thread");
       }
-      this.handle = h;
+      this.handle = h as Pointer;
       // Bun owns the other end and reads (and discards) the doorbell bytes.
       Bun.connect({
         fd: fds[1],
@@ -91,7 +91,7 @@ export class Poller {
         this.callback.close();
         throw new Error("bun-lwmsg: could not start the poller thread");
       }
-      this.handle = h;
+      this.handle = h as Pointer;
     }
   }
 
