@@ -150,10 +150,15 @@ export class Poller {
   }
 
   private drain(): void {
+    // A wake posted before close() can still run after it (a queued threadsafe
+    // JSCallback call, or doorbell bytes already read): the C poller is freed by
+    // then, so touching the handle would be a use-after-free.
+    if (this.closed) return;
     const ev = this.events;
     for (;;) {
       const n = native.lw_poller_take(this.handle, ev, 256);
       for (let i = 0; i < n; i++) {
+        if (this.closed) return; // an onReady closed the poller
         const w = this.watches.get(ev[2 * i]!);
         if (w === undefined || !w.armed) continue; // removed since: a stale event
         w.armed = false;
