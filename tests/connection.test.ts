@@ -1,0 +1,592 @@
+// Connection: the test-assoc.c cases that apply to bare connections (reference §9.2),
+// wire vectors from §3, fd passing, limits and failure statuses. Real sockets only.
+import { describe, expect, test } from "bun:test";
+import { statSync, existsSync, openSync, readFileSync, writeFileSync, closeSync } from "node:fs";
+import { AssocState, Connection, ConnectionMode } from "../lib/connection.ts";
+import { Status, LwMsgError } from "../lib/status.ts";
+import { socketPair, closeFd, listenPath, fdIsOpen, fdIsCloexec } from "../lib/native/socket.ts";
+import { MessageFlags } from "../lib/wire.ts";
+import { fdLeakCheck, openFdCount } from "./helpers/fds.ts";
+import { useTempDir } from "./helpers/tmp.ts";
+import { hex, rawPeer, toHex } from "./helpers/raw.ts";
+import { testProtocol } from "./fixtures/protocol.ts";
+
+fdLeakCheck({ settleMs: 2000 });
+const tmp = useTempDir("conn-");
+const child = new URL("./fixtures/conn-child.ts", import.meta.url).pathname;
+
+async function status(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof LwMsgError) return e.status;
+    throw e;
+  }
+  throw new Error("expected a rejection");
+}
+
+function statusOf(fn: () => unknown): number {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof LwMsgError) return e.status;
+    throw e;
+  }
+  throw new Error("expected a throw");
+}
+
+/** A Connection on one end of a socketpair, a raw byte peer on the other. */
+async function rawPair(mode: "connect" | "accept" = "accept", opts = {}) {
+  const [a, b] = socketPair();
+  const c = new Connection(testProtocol, opts);
+  c.setFd(ConnectionMode.PAIR, a);
+  const raw = await rawPeer(b);
+  return { c, raw };
+}
+
+const CONNECT_8192 = (cookie: string) => hex(`00000013 02 03 00 00002000 ${cookie}`);
+
+describe("handshake", () => {
+  test("empty: pair connects and closes", async () => {
+    const [a, b] = await Connection.pair(testProtocol);
+    expect(a.state).toBe(AssocState.IDLE);
+    expect(b.state).toBe(AssocState.IDLE);
+    await a.close();
+    await b.close();
+    expect(a.state).toBe(AssocState.CLOSED);
+  });
+
+  test("CONNECT greeting bytes are exactly lwmsg's (19 bytes, SINGLE, packet size, cookie)", async () => {
+    const { c, raw } = await rawPair();
+    c.connectCookie = hex("0102030405060708");
+    const done = c.connect();
+    const got = await raw.waitBytes(19);
+    expect(toHex(got.subarray(0, 19))).toBe("000000130203000000200001020304050607 08".replace(/ /g, ""));
+    // ACCEPT with a smaller packet size: the effective size is the minimum.
+    raw.write(hex("00000013 03 03 00 00000200 0000000000000000"));
+    await done;
+    expect(c.packetSize).toBe(512);
+    expect(c.state).toBe(AssocState.IDLE);
+    c.destroy();
+    raw.close();
+  });
+
+  test("ACCEPT answers with the already-minimised size and a zero cookie (bare association)", async () => {
+    const { c, raw } = await rawPair();
+    const done = c.accept();
+    raw.write(CONNECT_8192("1111111111111111").map((x, i) => (i === 10 ? 0x40 : i === 9 ? 0 : x)));
+    await done;
+    const got = await raw.waitBytes(19);
+    expect(toHex(got.subarray(0, 19))).toBe("00000013030300" + "00000040" + "0000000000000000");
+    expect(c.packetSize).toBe(64);
+    expect(toHex(c.peerCookie!)).toBe("1111111111111111");
+    c.destroy();
+    raw.close();
+  });
+
+  test("peer packet size below 20 → MALFORMED", async () => {
+    const { c, raw } = await rawPair();
+    const done = c.accept();
+    raw.write(hex("00000013 02 03 00 00000013 0000000000000000"));
+    expect(await status(done)).toBe(Status.MALFORMED);
+    expect(c.state).toBe(AssocState.ERROR);
+    raw.close();
+    await c.close();
+  });
+
+  test("wrong greeting type or length → MALFORMED", async () => {
+    const { c, raw } = await rawPair();
+    const done = c.connect();
+    raw.write(hex("00000013 02 03 00 00002000 0000000000000000")); // CONNECT where ACCEPT expected
+    expect(await status(done)).toBe(Status.MALFORMED);
+    raw.close();
+    await c.close();
+  });
+
+  test("connect timeout on a pair whose peer never answers → TIMEOUT; close still succeeds", async () => {
+    const [a, b] = socketPair();
+    const c = new Connection(testProtocol, { timeouts: { establish: 200 } });
+    c.setFd(ConnectionMode.PAIR, a);
+    const t0 = performance.now();
+    expect(await status(c.connect())).toBe(Status.TIMEOUT);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(150);
+    await c.close();
+    expect(c.state).toBe(AssocState.CLOSED);
+    closeFd(b);
+  });
+
+  test("connect timeout on an endpoint that never greets → TIMEOUT", async () => {
+    const path = tmp.join("silent.sock");
+    const lfd = listenPath(path, 8, 0o600); // never accepted: the kernel completes connect, nobody answers
+    const c = new Connection(testProtocol);
+    c.setEndpoint(ConnectionMode.LOCAL, path);
+    c.setTimeout("establish", 200);
+    expect(await status(c.connect())).toBe(Status.TIMEOUT);
+    await c.close();
+    closeFd(lfd);
+  });
+
+  test("connect errors map like lwmsg: ENOENT, ECONNREFUSED, path too long", async () => {
+    const c1 = new Connection(testProtocol);
+    c1.setEndpoint(ConnectionMode.LOCAL, tmp.join("nope.sock"));
+    expect(await status(c1.connect())).toBe(Status.FILE_NOT_FOUND);
+    const dead = tmp.join("dead.sock");
+    closeFd(listenPath(dead, 8, 0o600));
+    const c2 = new Connection(testProtocol);
+    c2.setEndpoint(ConnectionMode.LOCAL, dead);
+    expect(await status(c2.connect())).toBe(Status.CONNECTION_REFUSED);
+    const c3 = new Connection(testProtocol);
+    expect(statusOf(() => c3.setEndpoint(ConnectionMode.LOCAL, "/tmp/" + "x".repeat(120)))).toBe(Status.INVALID_PARAMETER);
+  });
+
+  test("configuration errors: setPacketSize once established, double setFd, idle timeout, bad arguments", async () => {
+    const [a, b] = await Connection.pair(testProtocol);
+    expect(statusOf(() => a.setPacketSize(1024))).toBe(Status.INVALID_STATE);
+    expect(statusOf(() => a.setFd(ConnectionMode.LOCAL, 5))).toBe(Status.INVALID_STATE);
+    expect(statusOf(() => a.setTimeout("idle", 10))).toBe(Status.UNSUPPORTED);
+    expect(statusOf(() => a.setTimeout("message", -1))).toBe(Status.INVALID_PARAMETER);
+    expect(statusOf(() => new Connection(testProtocol, { packetSize: 19 }))).toBe(Status.INVALID_PARAMETER);
+    expect(statusOf(() => new Connection(testProtocol).setFd(ConnectionMode.LOCAL, -1))).toBe(Status.INVALID_PARAMETER);
+    expect(statusOf(() => new Connection({} as any))).toBe(Status.INVALID_PARAMETER);
+    expect(await status(new Connection(testProtocol).connect())).toBe(Status.INVALID_STATE);
+    expect(await status(new Connection(testProtocol).send({ tag: "EMPTY" }))).toBe(Status.INVALID_STATE);
+    await a.close();
+    await b.close();
+  });
+
+  test("auth token: PAIR reports this process; LOCAL reports the kernel's view of a real child", async () => {
+    const [a, b] = await Connection.pair(testProtocol);
+    expect(a.peerToken).toEqual({ type: "local", euid: process.getuid!(), egid: process.getgid!(), pid: process.pid });
+    await a.close();
+    await b.close();
+
+    const path = tmp.join("token.sock");
+    const listener = await Connection.listen(testProtocol, path, { mode: 0o600 });
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    const proc = Bun.spawn([process.execPath, child, "client", path], { stdout: "pipe", stderr: "inherit" });
+    const server = await listener.accept();
+    expect(server.peerToken!.pid).toBe(proc.pid);
+    expect(server.peerToken!.euid).toBe(process.getuid!());
+    const m = await server.recv();
+    expect(m.name).toBe("FOO");
+    expect(m.data).toEqual({ a: 1, b: 2, s: "from child" });
+    expect(await status(server.recv())).toBe(Status.PEER_CLOSE);
+    const out = JSON.parse((await new Response(proc.stdout).text()).trim());
+    expect(out.token.pid).toBe(process.pid);
+    expect(await proc.exited).toBe(0);
+    await server.close();
+    await listener.close();
+    expect(existsSync(path)).toBe(false);
+  });
+});
+
+describe("messages", () => {
+  for (const packetSize of [8192, 512, 20]) {
+    test(`foo send/recv with ${packetSize}-byte packets`, async () => {
+      const [a, b] = await Connection.pair(testProtocol, { packetSize });
+      const data = { a: 42, b: 0xffffffff, s: "foo".repeat(200) };
+      await a.send({ tag: "FOO", data, cookie: 7, status: 3, flags: MessageFlags.REPLY });
+      const m = await b.recv();
+      expect(m.tag).toBe(1);
+      expect(m.name).toBe("FOO");
+      expect(m.data).toEqual(data);
+      expect(m.cookie).toBe(7);
+      expect(m.status).toBe(3);
+      expect(m.flags).toBe(MessageFlags.REPLY);
+      const r = await b.transact({ tag: "EMPTY" }).catch((e) => e);
+      void r;
+      await a.close();
+      await b.close();
+    });
+  }
+
+  test("MESSAGE header and fragments on the wire match §3.3 (header repeated, FIRST/0/LAST)", async () => {
+    const { c, raw } = await rawPair();
+    const done = c.accept();
+    raw.write(hex("00000013 02 03 00 00000020 0000000000000000")); // packet size 32 → 17 payload bytes per fragment
+    await done;
+    await raw.waitBytes(19);
+    await c.send({ tag: "FOO", data: { a: 1, b: 2, s: "abcdefghijklmnopqrstuvwxyz" }, cookie: 0x1234, status: 0 });
+    // payload: 00000001 00000002 FF 0000001a "abc…z" = 4+4+1+4+26 = 39 bytes → 17 + 17 + 5
+    const hdr = (len: number, pf: number) => `${len.toString(16).padStart(8, "0")}01${pf.toString(16).padStart(2, "0")}00000000001234 0001`;
+    const payload = "00000001" + "00000002" + "ff" + "0000001a" + toHex(new TextEncoder().encode("abcdefghijklmnopqrstuvwxyz"));
+    const expected = (hdr(32, 1) + payload.slice(0, 34) + hdr(32, 0) + payload.slice(34, 68) + hdr(20, 2) + payload.slice(68)).replace(/ /g, "");
+    const got = await raw.waitBytes(19 + expected.length / 2);
+    expect(toHex(got.subarray(19))).toBe(expected);
+    c.destroy();
+    raw.close();
+  });
+
+  test("a message with no payload is a single 15-byte packet; tag -1 carries flags/status verbatim", async () => {
+    const { c, raw } = await rawPair();
+    const done = c.accept();
+    raw.write(CONNECT_8192("0000000000000000"));
+    await done;
+    await raw.waitBytes(19);
+    await c.send({ tag: "EMPTY", cookie: 1 });
+    await c.send({ tag: -1, flags: MessageFlags.REPLY | MessageFlags.SYNTHETIC, status: Status.MALFORMED, cookie: 2 });
+    const got = await raw.waitBytes(19 + 30);
+    expect(toHex(got.subarray(19))).toBe("0000000f010300000000000001" + "0000" + "0000000f010306000000040002ffff");
+    c.destroy();
+    raw.close();
+  });
+
+  test("malformed: sending an unknown tag → MALFORMED, connection stays usable; hand-made SYNTHETIC reply arrives as such", async () => {
+    const [a, b] = await Connection.pair(testProtocol);
+    expect(await status(a.send({ tag: -42 }))).toBe(Status.MALFORMED);
+    expect(await status(a.send({ tag: "NOPE" }))).toBe(Status.MALFORMED);
+    expect(a.state).toBe(AssocState.IDLE);
+    await a.send({ tag: -1, flags: MessageFlags.REPLY | MessageFlags.SYNTHETIC, status: Status.MALFORMED });
+    const m = await b.recv();
+    expect(m.synthetic).toBe(true);
+    expect(m.flags).toBe(MessageFlags.REPLY | MessageFlags.SYNTHETIC);
+    expect(m.status).toBe(Status.MALFORMED);
+    expect(m.tag).toBe(-1);
+    await a.close();
+    await b.close();
+  });
+
+  test("encode errors leave nothing queued: OVERFLOW on a too-large integer, connection usable", async () => {
+    const [a, b] = await Connection.pair(testProtocol);
+    expect(await status(a.send({ tag: "FOO", data: { a: 2 ** 33, b: 0, s: "x" } }))).toBe(Status.OVERFLOW);
+    await a.send({ tag: "FOO", data: { a: 1, b: 1, s: "ok" } });
+    expect((await b.recv()).data.s).toBe("ok");
+    await a.close();
+    await b.close();
+  });
+
+  test("undecodable payload → synthetic message with the decode status; connection stays usable", async () => {
+    const { c, raw } = await rawPair();
+    const done = c.accept();
+    raw.write(CONNECT_8192("0000000000000000"));
+    await done;
+    // TYPED (tag 5) with enum value 9 (not declared) → MALFORMED synthetic
+    raw.write(hex("00000010 01 03 00 00000000 0009 0005 09"));
+    const m = await c.recv();
+    expect(m.synthetic).toBe(true);
+    expect(m.status).toBe(Status.MALFORMED);
+    expect(m.tag).toBe(-1);
+    expect(m.cookie).toBe(9);
+    // unknown tag → recv rejects MALFORMED, still usable
+    raw.write(hex("0000000f 01 03 00 00000000 0000 0063"));
+    expect(await status(c.recv())).toBe(Status.MALFORMED);
+    raw.write(hex("00000010 01 03 00 00000000 0000 0005 01"));
+    const ok = await c.recv();
+    expect(ok.data).toEqual({ mode: 1 });
+    c.destroy();
+    raw.close();
+  });
+
+  test("malformed packets: longer than negotiated, short MESSAGE, stray CONNECT, continuation without FIRST", async () => {
+    const cases = ["00003000 01 03 00", "0000000a 01 03 00 00000000", "00000013 02 03 00 00002000 0000000000000000", "00000010 01 02 00 00000000 0000 0005 01"];
+    for (const bytes of cases) {
+      const { c, raw } = await rawPair();
+      const done = c.accept();
+      raw.write(CONNECT_8192("0000000000000000"));
+      await done;
+      raw.write(hex(bytes));
+      expect(await status(c.recv())).toBe(Status.MALFORMED);
+      expect(c.state).toBe(AssocState.ERROR);
+      await c.close();
+      raw.close();
+    }
+  });
+
+  test("truncated payload inside a complete message → PEER_CLOSE (lwmsg: out of fragments)", async () => {
+    const { c, raw } = await rawPair();
+    const done = c.accept();
+    raw.write(CONNECT_8192("0000000000000000"));
+    await done;
+    raw.write(hex("00000012 01 03 00 00000000 0000 0001 000000")); // FOO needs 9+ bytes
+    expect(await status(c.recv())).toBe(Status.PEER_CLOSE);
+    await c.close();
+    raw.close();
+  });
+
+  test("SHUTDOWN: close → PEER_CLOSE, reset → PEER_RESET, other status → PEER_ABORT", async () => {
+    const [a, b] = await Connection.pair(testProtocol);
+    await a.send({ tag: "FOO", data: { a: 1, b: 2, s: "last words" } });
+    await a.close();
+    expect((await b.recv()).data.s).toBe("last words"); // queued messages first
+    expect(await status(b.recv())).toBe(Status.PEER_CLOSE);
+    expect(b.state).toBe(AssocState.ERROR);
+    await b.close();
+
+    const [c, d] = await Connection.pair(testProtocol);
+    await c.reset();
+    expect(c.state).toBe(AssocState.NOT_ESTABLISHED);
+    expect(await status(d.recv())).toBe(Status.PEER_RESET);
+    await d.close();
+    await c.close();
+
+    const { c: e, raw } = await rawPair();
+    const done = e.accept();
+    raw.write(CONNECT_8192("0000000000000000"));
+    await done;
+    raw.write(hex("0000000a 05 03 00000001"));
+    expect(await status(e.recv())).toBe(Status.PEER_ABORT);
+    await e.close();
+    raw.close();
+  });
+
+  test("closing wire bytes: SHUTDOWN(19) after queued messages", async () => {
+    const { c, raw } = await rawPair();
+    const done = c.accept();
+    raw.write(CONNECT_8192("0000000000000000"));
+    await done;
+    await c.send({ tag: "EMPTY" });
+    await c.close();
+    const got = await raw.waitBytes(19 + 15 + 10);
+    expect(toHex(got.subarray(34))).toBe("0000000a050300000013");
+    raw.close();
+  });
+
+  test("recv message timeout → TIMEOUT; a second concurrent recv → BUSY", async () => {
+    const [a, b] = await Connection.pair(testProtocol, { timeouts: { message: 100 } });
+    const p = b.recv();
+    expect(await status(b.recv())).toBe(Status.BUSY);
+    expect(await status(p)).toBe(Status.TIMEOUT);
+    await a.close();
+    await b.close();
+  });
+
+  test("a 64 MiB message crosses intact (fragmented at the default packet size)", async () => {
+    const size = 64 * 1024 * 1024;
+    const [a, b] = await Connection.pair(testProtocol, { maxMessageSize: size + 1024 });
+    const data = new Uint8Array(size);
+    for (let i = 0; i < size; i += 4096) data[i] = (i / 4096) & 0xff;
+    data[size - 1] = 0x5a;
+    const [, m] = await Promise.all([a.send({ tag: "BLOB", data: { size, data } }), b.recv()]);
+    expect(m.data.size).toBe(size);
+    expect(m.data.data.length).toBe(size);
+    expect(m.data.data[size - 1]).toBe(0x5a);
+    expect(Buffer.compare(Buffer.from(m.data.data.buffer, m.data.data.byteOffset, size), Buffer.from(data.buffer))).toBe(0);
+    await a.close();
+    await b.close();
+  }, 60_000);
+
+  test("a message over maxMessageSize: send → OVERFLOW (usable); incoming → OVERFLOW", async () => {
+    const [a, b] = await Connection.pair(testProtocol, { maxMessageSize: 4096 });
+    expect(await status(a.send({ tag: "BLOB", data: { size: 5000, data: new Uint8Array(5000) } }))).toBe(Status.OVERFLOW);
+    await a.send({ tag: "BLOB", data: { size: 10, data: new Uint8Array(10) } });
+    expect((await b.recv()).data.size).toBe(10);
+    await a.close();
+    await b.close();
+
+    const [c, d] = await Connection.pair(testProtocol, { maxMessageSize: 1 << 20 });
+    (d as any).maxMessageSize = 4096; // receiver's own limit is lower than what the sender allows
+    await c.send({ tag: "BLOB", data: { size: 100_000, data: new Uint8Array(100_000) } });
+    expect(await status(d.recv())).toBe(Status.OVERFLOW);
+    await c.close();
+    await d.close();
+  });
+
+  test("backpressure: a peer that stops reading makes send() wait instead of growing memory", async () => {
+    const [a, b] = await Connection.pair(testProtocol, { sendQueueLimit: 256 * 1024 });
+    const data = new Uint8Array(64 * 1024);
+    let sent = 0;
+    let stalled = false;
+    const loop = (async () => {
+      for (let i = 0; i < 200; i++) {
+        await a.send({ tag: "BLOB", data: { size: data.length, data } });
+        sent++;
+      }
+    })();
+    await Bun.sleep(200);
+    stalled = sent < 200;
+    expect(stalled).toBe(true); // socket buffer + 256 KiB queue hold far less than 12.5 MiB
+    expect((a as any).out.buf.length).toBeLessThanOrEqual(1024 * 1024);
+    for (let i = 0; i < 200; i++) await b.recv();
+    await loop;
+    expect(sent).toBe(200);
+    await a.close();
+    await b.close();
+  });
+
+  test("many messages in one turn leave in few sendmsg calls and all arrive in order", async () => {
+    const [a, b] = await Connection.pair(testProtocol);
+    const N = 20_000;
+    const sends: Promise<void>[] = [];
+    for (let i = 0; i < N; i++) sends.push(a.send({ tag: "FOO", data: { a: i, b: N - i, s: "payload-" + i } }));
+    await Promise.all(sends);
+    for (let i = 0; i < N; i++) {
+      const m = await b.recv();
+      if (m.data.a !== i) throw new Error(`out of order at ${i}: ${m.data.a}`);
+    }
+    await a.close();
+    await b.close();
+  });
+});
+
+describe("fd passing", () => {
+  test("an fd travels, is usable, the sender keeps its own, and it is close-on-exec", async () => {
+    const [a, b] = await Connection.pair(testProtocol);
+    const file = tmp.join("fd.txt");
+    writeFileSync(file, "hello through SCM_RIGHTS");
+    const fd = openSync(file, "r");
+    await a.send({ tag: "FD", data: { fd } });
+    expect(fdIsOpen(fd)).toBe(true);
+    {
+      using m = await b.recv();
+      expect(m.fds!.length).toBe(1);
+      const got = m.data.fd;
+      expect(got).not.toBe(fd);
+      expect(fdIsCloexec(got)).toBe(true);
+      expect(readFileSync(got, "utf8")).toBe("hello through SCM_RIGHTS");
+    }
+    closeSync(fd);
+    await a.close();
+    await b.close();
+  });
+
+  test("disposal closes fds not taken; takeFd keeps one", async () => {
+    const [a, b] = await Connection.pair(testProtocol);
+    const [x, y] = socketPair();
+    await a.send({ tag: "TWO_FDS", data: { a: x, b: y } });
+    let kept = -1;
+    let dropped = -1;
+    {
+      using m = await b.recv();
+      kept = m.takeFd(m.data.a);
+      dropped = m.data.b;
+    }
+    expect(fdIsOpen(kept)).toBe(true);
+    expect(fdIsOpen(dropped)).toBe(false);
+    closeFd(kept);
+    closeFd(x);
+    closeFd(y);
+    await a.close();
+    await b.close();
+  });
+
+  test("no-fd indicator decodes as -1; fd 0 is not transmittable (lwmsg) and goes as none", async () => {
+    const [a, b] = await Connection.pair(testProtocol);
+    await a.send({ tag: "FD", data: { fd: -1 } });
+    expect((await b.recv()).data.fd).toBe(-1);
+    await a.send({ tag: "FD", data: { fd: 0 } });
+    const m = await b.recv();
+    expect(m.data.fd).toBe(-1);
+    expect(m.fds).toBeNull();
+    await a.close();
+    await b.close();
+  });
+
+  test("more fd indicators than fds → synthetic MALFORMED, never a hang", async () => {
+    const { c, raw } = await rawPair();
+    const done = c.accept();
+    raw.write(CONNECT_8192("0000000000000000"));
+    await done;
+    raw.write(hex("00000010 01 03 00 00000000 0000 0002 ff"));
+    const m = await c.recv();
+    expect(m.synthetic).toBe(true);
+    expect(m.status).toBe(Status.MALFORMED);
+    c.destroy();
+    raw.close();
+  });
+
+  test("fds that no message claims are closed", async () => {
+    const { c, raw } = await rawPair();
+    const done = c.accept();
+    raw.write(CONNECT_8192("0000000000000000"));
+    await done;
+    const before = openFdCount();
+    const [x, y] = socketPair();
+    raw.write(hex("0000000f 01 03 00 00000000 0000 0000"), [x, y]); // EMPTY message with two stray fds
+    closeFd(x);
+    closeFd(y);
+    const m = await c.recv();
+    expect(m.name).toBe("EMPTY");
+    await Bun.sleep(20);
+    await c.send({ tag: "EMPTY" }).catch(() => {});
+    expect(await status(Promise.race([c.recv(), Bun.sleep(50).then(() => Promise.reject(new LwMsgError(Status.TIMEOUT)))]))).toBe(Status.TIMEOUT);
+    expect(openFdCount()).toBe(before);
+    c.destroy();
+    raw.close();
+  });
+
+  test("10,000 messages each carrying an fd", async () => {
+    const [a, b] = await Connection.pair(testProtocol);
+    const file = tmp.join("many.txt");
+    writeFileSync(file, "x");
+    const fd = openSync(file, "r");
+    const N = 10_000;
+    const recvd = (async () => {
+      for (let i = 0; i < N; i++) {
+        using m = await b.recv();
+        if (m.fds?.length !== 1) throw new Error(`message ${i} has ${m.fds?.length} fds`);
+      }
+    })();
+    for (let i = 0; i < N; i++) await a.send({ tag: "FD", data: { fd } });
+    await recvd;
+    closeSync(fd);
+    await a.close();
+    await b.close();
+  }, 60_000);
+
+  test("256 fds in one message (two sendmsg calls under SCM_MAX_FD) arrive in order", async () => {
+    const Many = (await import("../lib/lw.ts")).Lw;
+    const proto = Many.Protocol({ MANY: [0, Many.Struct({ fds: Many.Array(Many.Fd(), { length: 256 }) })] });
+    const [a, b] = await Connection.pair(proto);
+    const pairs = Array.from({ length: 128 }, () => socketPair());
+    const fds = pairs.flat();
+    await a.send({ tag: "MANY", data: { fds } });
+    using m = await b.recv();
+    expect(m.fds!.length).toBe(256);
+    for (const fd of fds) closeFd(fd);
+    await a.close();
+    await b.close();
+  });
+});
+
+describe("dead peers", () => {
+  test("peer SIGKILLed mid-message → PEER_CLOSE, nothing leaks", async () => {
+    const path = tmp.join("kill.sock");
+    const listener = await Connection.listen(testProtocol, path);
+    const proc = Bun.spawn([process.execPath, child, "partial", path], { stdout: "pipe", stderr: "inherit" });
+    const server = await listener.accept();
+    const reader = proc.stdout.getReader();
+    const { value } = await reader.read();
+    expect(new TextDecoder().decode(value)).toContain("ready");
+    const p = server.recv();
+    proc.kill("SIGKILL");
+    await proc.exited;
+    expect(await status(p)).toBe(Status.PEER_CLOSE);
+    reader.releaseLock();
+    await server.close();
+    await listener.close();
+  });
+
+  test("send to a closed peer → PEER_CLOSE (EPIPE), then INVALID_STATE", async () => {
+    const [a, b] = await Connection.pair(testProtocol);
+    b.destroy();
+    let s = 0;
+    for (let i = 0; i < 100 && s === 0; i++) {
+      try {
+        await a.send({ tag: "FOO", data: { a: 1, b: 2, s: "x".repeat(1000) } });
+        await Bun.sleep(1);
+      } catch (e) {
+        s = (e as LwMsgError).status;
+      }
+    }
+    expect([Status.PEER_CLOSE, Status.INVALID_STATE]).toContain(s);
+    expect(await status(a.send({ tag: "EMPTY" }))).toBe(Status.INVALID_STATE);
+    await a.close();
+  });
+
+  test("reset then reconnect to an endpoint", async () => {
+    const path = tmp.join("re.sock");
+    const listener = await Connection.listen(testProtocol, path);
+    const c = new Connection(testProtocol);
+    c.setEndpoint(ConnectionMode.LOCAL, path);
+    const [, s1] = await Promise.all([c.connect(), listener.accept()]);
+    await c.reset();
+    expect(await status(s1.recv())).toBe(Status.PEER_RESET);
+    const [, s2] = await Promise.all([c.connect(), listener.accept()]);
+    await c.send({ tag: "EMPTY" });
+    expect((await s2.recv()).name).toBe("EMPTY");
+    await c.close();
+    await s1.close();
+    await s2.close();
+    await listener.close();
+  });
+});
