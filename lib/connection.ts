@@ -167,6 +167,8 @@ const enum Phase {
   ERROR,
 }
 
+/** One shared settled promise: a queued send allocates nothing for its result. */
+const RESOLVED: Promise<void> = Promise.resolve();
 const IN_BUFFER_SIZE = 256 * 1024;
 const OUT_BUFFER_SIZE = 64 * 1024;
 /** Flush without waiting for the end of the turn once this much is queued. */
@@ -491,7 +493,7 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
       if (this.phase !== Phase.ESTABLISHED && this.fatal) return Promise.reject(this.fatal);
       if (this.out.pos - this.sendPos >= this.sendQueueLimit) return this.waitDrained();
     } else this.scheduleFlush();
-    return Promise.resolve();
+    return RESOLVED;
   }
 
   private async sendAfterDrain(message: OutgoingMessage): Promise<void> {

@@ -1,0 +1,25 @@
+/**
+ * bun-lwmsg: lwmsg (the Likewise messaging library) for Bun — typed
+ * messages, fd passing and peer credentials over UNIX sockets, wire
+ * compatible with the C library.
+ *
+ * Layers, bottom up: native → status → types/codec → protocol → connection
+ * → session → peer. Each is importable on its own from `lib/`.
+ * @module
+ */
+export { Status, LwMsgError, statusName, statusShortName, mapErrno, isLwMsgError } from "./status.ts";
+export type { StatusName } from "./status.ts";
+export { Lw } from "./lw.ts";
+export { Protocol } from "./protocol.ts";
+export type { ProtocolEntry, MessageOut, MessageIn } from "./protocol.ts";
+export { ByteWriter, ByteReader, CodecContext } from "./codec/io.ts";
+export type { Encoder, Decoder, HandleCodec } from "./codec/io.ts";
+export { Handle, HandleLocation } from "./handle.ts";
+export { MessageFlags, PacketType, DEFAULT_PACKET_SIZE, TAG_INVALID } from "./wire.ts";
+export { Connection, ConnectionMode, AssocState, ReceivedMessage, tokensEqual } from "./connection.ts";
+export type { ConnectionOptions, ListenOptions, LocalToken, OutgoingMessage } from "./connection.ts";
+export { Listener } from "./listener.ts";
+export { Poller } from "./native/poller.ts";
+export type { PollerMechanism } from "./native/poller.ts";
+export { peerCredentials, selfCredentials, socketPair } from "./native/socket.ts";
+export type { Credentials } from "./native/socket.ts";
