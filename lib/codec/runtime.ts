@@ -1,0 +1,208 @@
+/**
+ * Helpers the generated codecs call. Everything on the hot path is tiny;
+ * everything that builds an error message (and so the field path) runs only
+ * when something is already wrong.
+ * @module
+ */
+import { LwMsgError, Status, statusShortName } from "../status.ts";
+import type { ByteWriter } from "./io.ts";
+
+/** An LwMsgError that knows the path of the offending field, so callers up a recursive call chain can prefix it. */
+interface PathError extends LwMsgError {
+  lwPath?: string;
+  lwDetail?: string;
+}
+
+/** Build the error for `path` (e.g. `value.items[3].mode`). */
+export function fail(status: Status, path: string, detail: string): LwMsgError {
+  const e = new LwMsgError(status, path ? `${path}: ${detail}` : detail) as PathError;
+  e.lwPath = path;
+  e.lwDetail = detail;
+  return e;
+}
+
+/** Short printable form of a JS value for error messages. */
+export function describe(x: unknown): string {
+  if (x === null) return "null";
+  if (x === undefined) return "undefined";
+  switch (typeof x) {
+    case "string":
+      return x.length > 40 ? `string "${x.slice(0, 37)}..."` : `string ${JSON.stringify(x)}`;
+    case "bigint":
+      return `${x}n`;
+    case "number":
+    case "boolean":
+      return String(x);
+    case "function":
+      return "a function";
+    default:
+      if (Array.isArray(x)) return `an array of ${x.length}`;
+      if (ArrayBuffer.isView(x)) return `a ${x.constructor.name} of ${(x as Uint8Array).length}`;
+      return "an object";
+  }
+}
+
+/** Input ran out: `need` more bytes at `path`. */
+export function eof(path: string): LwMsgError {
+  return fail(Status.EOF, path, "unexpected end of input");
+}
+
+/** A value that failed the inline integer check: wrong JS type (MALFORMED) or out of the wire range (OVERFLOW). */
+export function intErr(x: unknown, width: number, signed: boolean, path: string): LwMsgError {
+  const t = `${signed ? "" : "u"}int${width * 8}`;
+  if (typeof x !== "number") return fail(Status.MALFORMED, path, `expected a number for ${t}, got ${describe(x)}`);
+  if (!Number.isInteger(x)) return fail(Status.MALFORMED, path, `expected an integer for ${t}, got ${x}`);
+  return fail(Status.OVERFLOW, path, `${x} does not fit ${t}`);
+}
+
+/** Number → bigint for 64-bit fields (safe integers only: never a silent precision loss). */
+export function toBig(x: unknown, signed: boolean, path: string): bigint {
+  if (typeof x === "number" && Number.isSafeInteger(x)) return BigInt(x);
+  const t = `${signed ? "" : "u"}int64`;
+  if (typeof x === "number") {
+    if (Number.isInteger(x)) return failThrow(Status.OVERFLOW, path, `${x} is not a safe integer; pass a bigint for ${t}`);
+    return failThrow(Status.MALFORMED, path, `expected an integer for ${t}, got ${x}`);
+  }
+  return failThrow(Status.MALFORMED, path, `expected a bigint for ${t}, got ${describe(x)}`);
+}
+
+function failThrow(status: Status, path: string, detail: string): never {
+  throw fail(status, path, detail);
+}
+
+export function bigErr(x: bigint, signed: boolean, path: string): LwMsgError {
+  return fail(Status.OVERFLOW, path, `${x} does not fit ${signed ? "" : "u"}int64`);
+}
+
+export function typeErr(expected: string, x: unknown, path: string): LwMsgError {
+  return fail(Status.MALFORMED, path, `expected ${expected}, got ${describe(x)}`);
+}
+
+export function rangeErr(x: unknown, lo: unknown, hi: unknown, path: string): LwMsgError {
+  return fail(Status.MALFORMED, path, `${String(x)} is outside the range [${String(lo)}, ${String(hi)}]`);
+}
+
+export function enumErr(x: number, path: string): LwMsgError {
+  return fail(Status.MALFORMED, path, `enum value ${x} not declared`);
+}
+
+/** A verify callback said no: `false` → MALFORMED, a status → that status. */
+export function verifyErr(r: unknown, path: string): LwMsgError {
+  if (typeof r === "number" && r > 0 && r <= 28) return fail(r as Status, path, "rejected by verify");
+  return fail(Status.MALFORMED, path, "rejected by verify");
+}
+
+/** Add `pre` in front of the path of an error thrown further down (recursive types, handle codecs, callbacks). */
+export function prefix(e: unknown, pre: string): unknown {
+  if (e instanceof LwMsgError) {
+    const pe = e as PathError;
+    if (pe.lwPath === undefined) {
+      const short = `${statusShortName(e.status)}: `;
+      pe.lwDetail = e.message.startsWith(short) ? e.message.slice(short.length) : e.message;
+      pe.lwPath = "";
+    }
+    pe.lwPath = pre + pe.lwPath;
+    pe.message = `${statusShortName(e.status)}: ${pe.lwPath}: ${pe.lwDetail}`;
+    return e;
+  }
+  return e;
+}
+
+/** Errors from user callbacks (marshal, unmarshal, verify): keep LwMsgErrors (with the path), wrap anything else as MALFORMED. */
+export function wrap(e: unknown, path: string): LwMsgError {
+  if (e instanceof LwMsgError) return prefix(e, path) as LwMsgError;
+  const err = fail(Status.MALFORMED, path, `callback threw: ${e instanceof Error ? e.message : String(e)}`);
+  (err as { cause?: unknown }).cause = e;
+  return err;
+}
+
+/** Grow the writer so `n` bytes fit at `p`, without moving `w.pos` (the encoder keeps its cursor in a local). */
+export function grow(w: ByteWriter, p: number, n: number): Uint8Array {
+  const saved = w.pos;
+  w.pos = p;
+  try {
+    w.ensure(n);
+  } finally {
+    w.pos = saved;
+  }
+  return w.buf;
+}
+
+/** A length member's value → element count (§2.3: read as a signed native integer). */
+export function count(v: unknown, path: string): number {
+  if (typeof v === "number") {
+    if (v >= 0 && Number.isInteger(v)) return v;
+    if (v < 0 && Number.isInteger(v)) throw fail(Status.MALFORMED, path, `negative length ${v}`);
+  } else if (typeof v === "bigint") {
+    if (v < 0n) throw fail(Status.MALFORMED, path, `negative length ${v}`);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw fail(Status.OVERFLOW, path, `length ${v} overflows`);
+    return Number(v);
+  } else if (typeof v === "boolean") return v ? 1 : 0;
+  throw fail(Status.MALFORMED, path, `length member is ${describe(v)}`);
+}
+
+/** A discriminator's value → tag number (bigint, boolean and number members all work). */
+export function tag(v: unknown): number {
+  if (typeof v === "number") return v;
+  if (typeof v === "bigint") return Number(v);
+  if (typeof v === "boolean") return v ? 1 : 0;
+  return NaN;
+}
+
+// ---------------------------------------------------------------------------
+// UTF-8. Bun's Buffer has native utf8Write/utf8Slice that work on any offset
+// without creating a subarray; keep one Buffer view per underlying buffer so
+// the common case (the connection's reused writer/reader) allocates nothing.
+
+type NativeBuf = Buffer & {
+  utf8Write?(s: string, offset: number, length?: number): number;
+  utf8Slice?(start: number, end: number): string;
+};
+let wU8: Uint8Array | null = null;
+let wBuf: NativeBuf | null = null;
+let rU8: Uint8Array | null = null;
+let rBuf: NativeBuf | null = null;
+const te = new TextEncoder();
+const td = new TextDecoder("utf-8");
+const hasNative = typeof (Buffer.prototype as NativeBuf).utf8Write === "function" && typeof (Buffer.prototype as NativeBuf).utf8Slice === "function";
+
+/**
+ * Write `s` as UTF-8 at `at` (room for 3 bytes per UTF-16 unit must already
+ * be reserved); returns the end position. A NUL inside the string is
+ * MALFORMED: zero-terminated strings cannot carry it.
+ */
+export function utf8Write(u8: Uint8Array, s: string, at: number, path: string): number {
+  if (s.indexOf("\0") !== -1) throw fail(Status.MALFORMED, path, "string contains NUL");
+  if (hasNative) {
+    if (u8 !== wU8) {
+      wU8 = u8;
+      wBuf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength) as NativeBuf;
+    }
+    return at + wBuf!.utf8Write!(s, at);
+  }
+  return at + te.encodeInto(s, u8.subarray(at)).written;
+}
+
+/** UTF-8 byte length of `s` (for static/member-length text). */
+export function utf8Length(s: string): number {
+  return Buffer.byteLength(s, "utf8");
+}
+
+/** Decode UTF-8 bytes `[start, end)` (invalid sequences become U+FFFD, as TextDecoder does). */
+export function utf8Read(u8: Uint8Array, start: number, end: number): string {
+  if (hasNative) {
+    if (u8 !== rU8) {
+      rU8 = u8;
+      rBuf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength) as NativeBuf;
+    }
+    return rBuf!.utf8Slice!(start, end);
+  }
+  return td.decode(u8.subarray(start, end));
+}
+
+/** Static-length text: the bytes up to the first NUL. */
+export function utf8ReadPadded(u8: Uint8Array, start: number, end: number): string {
+  let e = start;
+  while (e < end && u8[e] !== 0) e++;
+  return utf8Read(u8, start, e);
+}
