@@ -10,6 +10,12 @@
  *                         reader: recvmsg + close every fd; fds/s over the last N.
  *   pingpong HEX N WARM   parent writes HEX, child reads it whole and writes it back,
  *                         parent reads it whole; per-round-trip ns → p50/p90/p99.
+ *   lwecho   PATH         connect to an lwmsg listener, CONNECT/ACCEPT handshake, then
+ *                         echo every packet back verbatim until SHUTDOWN or EOF (a C
+ *                         echo peer for our client side alone).
+ *   lwping   HEX N WARM PATH CMD...  listen on PATH, start CMD (an lwmsg echo peer that
+ *                         connects to PATH), ACCEPT its CONNECT, then time HEX round
+ *                         trips like pingpong (a C client for our echo side alone).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,6 +26,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -281,6 +288,90 @@ static int mode_pingpong(const char *hex, long n, long warm) {
   return 0;
 }
 
+static int mode_lwecho(const char *path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) die("socket");
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  strncpy(sa.sun_path, path, sizeof sa.sun_path - 1);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) die("connect");
+  static const uint8_t hello[19] = {0, 0, 0, 19, 2, 3, 0, 0, 0, 0x20, 0, 1, 2, 3, 4, 5, 6, 7, 8};
+  write_all(fd, hello, sizeof hello);
+  uint8_t buf[65536];
+  read_all(fd, buf, 19);
+  if (buf[4] != 3) {
+    fprintf(stderr, "conn-baselines: expected ACCEPT\n");
+    return 2;
+  }
+  for (;;) {
+    ssize_t r;
+    do r = read(fd, buf, 4);
+    while (r < 0 && errno == EINTR);
+    if (r == 0) return 0;
+    if (r < 0) die("read");
+    if (r < 4) read_all(fd, buf + r, (size_t)(4 - r));
+    uint32_t len = ((uint32_t)buf[0] << 24) | ((uint32_t)buf[1] << 16) | ((uint32_t)buf[2] << 8) | buf[3];
+    if (len < 6 || len > sizeof buf) {
+      fprintf(stderr, "conn-baselines: bad packet length %u\n", len);
+      return 2;
+    }
+    read_all(fd, buf + 4, len - 4);
+    if (buf[4] == 5) return 0; /* SHUTDOWN */
+    write_all(fd, buf, len);
+  }
+}
+
+static int mode_lwping(const char *hex, long n, long warm, const char *path, char **cmd) {
+  uint8_t *msg;
+  size_t len = unhex(hex, &msg);
+  int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (lfd < 0) die("socket");
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  strncpy(sa.sun_path, path, sizeof sa.sun_path - 1);
+  unlink(path);
+  if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0) die("bind");
+  if (listen(lfd, 8) < 0) die("listen");
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    dup2(2, 1); /* keep our stdout for the JSON line */
+    execvp(cmd[0], cmd);
+    die("exec");
+  }
+  int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+  if (fd < 0) die("accept");
+  uint8_t g[19];
+  read_all(fd, g, 19);
+  g[4] = 3; /* ACCEPT, same packet size, zero cookie */
+  memset(g + 11, 0, 8);
+  write_all(fd, g, 19);
+  uint8_t *buf = malloc(len);
+  uint64_t *lat = malloc(sizeof(uint64_t) * (size_t)n);
+  for (long i = 0; i < n + warm; i++) {
+    uint64_t t0 = now_ns();
+    write_all(fd, msg, len);
+    read_all(fd, buf, len);
+    uint64_t t1 = now_ns();
+    if (i >= warm) lat[i - warm] = t1 - t0;
+  }
+  static const uint8_t bye[10] = {0, 0, 0, 10, 5, 3, 0, 0, 0, 0};
+  write_all(fd, bye, sizeof bye);
+  close(fd);
+  close(lfd);
+  unlink(path);
+  int st;
+  waitpid(pid, &st, 0);
+  qsort(lat, (size_t)n, sizeof *lat, cmp_u64);
+  double sum = 0;
+  for (long i = 0; i < n; i++) sum += (double)lat[i];
+  printf("{\"mode\":\"lwping\",\"n\":%ld,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"mean\":%.3f}\n", n, PCT(0.5), PCT(0.9), PCT(0.99), sum / (double)n / 1000.0);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: conn-baselines stream|blob|fd|pingpong ...\n");
@@ -291,6 +382,8 @@ int main(int argc, char **argv) {
   if (!strcmp(m, "blob") && argc == 4) return mode_blob(atol(argv[2]), atol(argv[3]));
   if (!strcmp(m, "fd") && argc == 4) return mode_fd(atol(argv[2]), atol(argv[3]));
   if (!strcmp(m, "pingpong") && argc == 5) return mode_pingpong(argv[2], atol(argv[3]), atol(argv[4]));
+  if (!strcmp(m, "lwecho") && argc == 3) return mode_lwecho(argv[2]);
+  if (!strcmp(m, "lwping") && argc >= 7) return mode_lwping(argv[2], atol(argv[3]), atol(argv[4]), argv[5], argv + 6);
   fprintf(stderr, "conn-baselines: bad arguments\n");
   return 2;
 }
