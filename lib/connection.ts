@@ -988,9 +988,10 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
     if (this.out.pos > this.sendPos) this.flush();
     if (this.recvWaiter) {
       this.pump();
-      const m = this.takeQueued();
-      if (m !== undefined) {
-        const w = this.recvWaiter;
+      // pump() may have failed the connection, which already answered the waiter.
+      const w = this.recvWaiter as Waiter<ReceivedMessage> | null;
+      const m = w ? this.takeQueued() : undefined;
+      if (w && m !== undefined) {
         this.recvWaiter = null;
         if (w.timer) clearTimeout(w.timer);
         this.unrefIfIdle();
