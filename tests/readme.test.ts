@@ -1,0 +1,28 @@
+// Every ```ts block in README.md runs as a real program (imports of "bun-lwmsg" point at lib/).
+import { expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { tempDir } from "./helpers/tmp.ts";
+
+const root = join(import.meta.dir, "..");
+const readme = readFileSync(join(root, "README.md"), "utf8");
+const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
+
+test("README has examples", () => {
+  expect(blocks.length).toBeGreaterThan(0);
+});
+
+blocks.forEach((code, i) => {
+  test(`README example ${i + 1} runs`, async () => {
+    using dir = tempDir("readme-");
+    const file = join(dir.path, `example-${i + 1}.ts`);
+    writeFileSync(file, code.replaceAll('from "bun-lwmsg"', `from ${JSON.stringify(join(root, "lib/index.ts"))}`));
+    const proc = Bun.spawn([process.execPath, file], { stdout: "pipe", stderr: "pipe" });
+    const [out, err, code_] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    if (code_ !== 0) throw new Error(`example ${i + 1} exited ${code_}:\n${err}`);
+    if (i === 0) {
+      expect(out).toContain("hello, fd");
+      expect(out).toContain(`pid: ${proc.pid}`); // PAIR tokens carry the process's own pid
+    }
+  });
+});
