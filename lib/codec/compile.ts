@@ -18,6 +18,11 @@
  * - Only recursive types (`Lw.Recursive`) become separate functions; every
  *   other nested type is inlined.
  *
+ * Counts of elements that take no bytes on the wire (e.g. `Lw.Void()` or
+ * empty static arrays) cannot be bounded by the input left; more than 65536
+ * of them (and more than the bytes left) is MEMORY, where lwmsg would try the
+ * allocation.
+ *
  * How `maxAlloc` counts bytes (lwmsg counts C sizes, which JS does not have):
  * the element's "native size" is its wire width for integers and enums, 1 for
  * bools, 4 for fds, 8 for pointers and handles, the sum of the members for
@@ -288,6 +293,48 @@ function earlyable(w: WireType, recs: Map<string, WireType>, guard = new Set<str
 interface Reg {
   id: string;
   tk: string;
+}
+
+/** Whether JS `null`/`undefined` can be a valid value of `w` (so a NOT_NULL pointer to it must not reject them). */
+function admitsNullish(w: WireType, recs: Map<string, WireType>, guard = new Set<string>()): boolean {
+  switch (w.kind) {
+    case "pointer":
+      return !w.notNull || admitsNullish(w.to, recs, guard);
+    case "handle":
+      return !w.notNull;
+    case "void":
+    case "custom":
+      return true;
+    case "union":
+      return w.arms.some((a) => admitsNullish(a.type, recs, guard));
+    case "rec":
+    case "ref":
+      if (guard.has(w.id)) return false;
+      guard.add(w.id);
+      return admitsNullish(recs.get(w.id)!, recs, guard);
+    default:
+      return false;
+  }
+}
+
+/** Whether `undefined` is a valid value of `w` (void, or a union with a void arm). */
+function admitsUndefined(w: WireType, recs: Map<string, WireType>, guard = new Set<string>()): boolean {
+  switch (w.kind) {
+    case "void":
+    case "custom":
+      return true;
+    case "pointer":
+      return w.notNull && admitsUndefined(w.to, recs, guard);
+    case "union":
+      return w.arms.some((a) => admitsUndefined(a.type, recs, guard));
+    case "rec":
+    case "ref":
+      if (guard.has(w.id)) return false;
+      guard.add(w.id);
+      return admitsUndefined(recs.get(w.id)!, recs, guard);
+    default:
+      return false;
+  }
 }
 
 /** Structural identity of a pointee type, for the "same type" check on aliased ids. */
@@ -646,27 +693,34 @@ class EncGen extends Gen {
   pointer(w: WirePointer, x: string, sc: Scope, reserved: boolean): void {
     const P = () => pathExpr(sc.path);
     this.verify(w, x, sc);
+    // JS null means NULL; undefined too, unless the referent itself may be undefined (void / union with a void arm)
+    const isNull = admitsUndefined(w.to, this.a.recs) ? `${x} === null` : `(${x} === null || ${x} === undefined)`;
     if (w.aliasable) {
       this.flush();
       const e = this.v("e");
       const tk = this.tk(w.to);
-      this.emit(`if (${x} === null || ${x} === undefined) {`);
-      if (w.notNull) this.emit(`throw $.fail(${Status.MALFORMED}, ${P()}, "NULL where a non-null pointer is required");`);
+      if (w.notNull && admitsNullish(w.to, this.a.recs)) this.emit(`{`);
       else {
-        this.ensure(4);
-        this.emit(`view.setUint32(p, 0); p += 4;`);
+        this.emit(`if (${isNull}) {`);
+        if (w.notNull) this.emit(`throw $.fail(${Status.MALFORMED}, ${P()}, "NULL where a non-null pointer is required");`);
+        else {
+          this.ensure(4);
+          this.emit(`view.setUint32(p, 0); p += 4;`);
+        }
+        this.emit(`} else {`);
       }
-      this.emit(`} else {`);
-      this.emit(`const ${e} = typeof ${x} === "object" ? st.m.get(${x}) : undefined;`);
+      // one identity map per pointee type: in JS a pointer to a pointer has the same object as its referent
+      const mm = this.v("mm");
+      this.emit(`const ${mm} = typeof ${x} === "object" && ${x} !== null ? (st.m[${tk}] ??= new Map()) : null;`);
+      this.emit(`const ${e} = ${mm} !== null ? ${mm}.get(${x}) : undefined;`);
       this.emit(`if (${e} !== undefined) {`);
-      this.emit(`if (${e} % 65536 !== ${tk}) throw $.fail(${Status.MALFORMED}, ${P()}, "object is already referenced as a different type");`);
       this.ensure(4);
-      this.emit(`view.setUint32(p, (${e} - ${tk}) / 65536); p += 4;`);
+      this.emit(`view.setUint32(p, ${e}); p += 4;`);
       this.emit(`} else {`);
       const id = this.v("id");
       this.emit(`const ${id} = st.n++;`);
       this.emit(`if (${id} > 4294967295) throw $.fail(${Status.OVERFLOW}, ${P()}, "too many aliased objects");`);
-      this.emit(`if (typeof ${x} === "object") st.m.set(${x}, ${id} * 65536 + ${tk});`);
+      this.emit(`if (${mm} !== null) ${mm}.set(${x}, ${id});`);
       this.ensure(4);
       this.emit(`view.setUint32(p, ${id}); p += 4;`);
       this.referent(w, x, sc);
@@ -680,19 +734,20 @@ class EncGen extends Gen {
         // lwmsg accepts a NULL NOT_NULL pointer whose member length is 0
         this.flush();
         const n = this.countOf(sc, (w.to as WireArray & { length: { member: string } }).length.member);
-        this.emit(`if (${x} === null || ${x} === undefined) { if (${n} !== 0) throw $.fail(${Status.MALFORMED}, ${P()}, "NULL where a non-null pointer is required"); } else {`);
+        this.emit(`if (${isNull}) { if (${n} !== 0) throw $.fail(${Status.MALFORMED}, ${P()}, "NULL where a non-null pointer is required"); } else {`);
         this.referent(w, x, sc);
         this.flush();
         this.emit(`}`);
         return;
       }
-      this.emit(`if (${x} === null || ${x} === undefined) throw $.fail(${Status.MALFORMED}, ${P()}, "NULL where a non-null pointer is required");`);
+      // a pointer to something that may itself be null (a nullable pointer, a void arm) passes null on to it
+      if (!admitsNullish(w.to, this.a.recs)) this.emit(`if (${isNull}) throw $.fail(${Status.MALFORMED}, ${P()}, "NULL where a non-null pointer is required");`);
       if (reserved) this.value(w.to, x, sc, true);
       else this.referent(w, x, sc);
       return;
     }
     this.flush();
-    this.emit(`if (${x} === null || ${x} === undefined) {`);
+    this.emit(`if (${isNull}) {`);
     this.ensure(1);
     this.emit(`buf[p++] = 0; } else {`);
     if (w.to.kind === "array" && w.to.string && w.to.length.term === "zero" && !w.to.verify) {
@@ -1056,8 +1111,10 @@ class DecGen extends Gen {
     }
     if (len.term !== "static") {
       // counts are at most 2^53 ($.count), so count × element size cannot overflow 64 bits here
-      const mw = Math.max(1, minWire(of, this.a.recs));
-      this.emit(`if (${mw === 1 ? n : `${n} * ${mw}`} > end - p) throw $.eof(${P()});`);
+      const mw = minWire(of, this.a.recs);
+      if (mw > 0) this.emit(`if (${mw === 1 ? n : `${n} * ${mw}`} > end - p) throw $.eof(${P()});`);
+      // elements that take no bytes cannot be bounded by the input; bound them by a fixed cap instead
+      else this.emit(`if (${n} > 65536 && ${n} > end - p) throw $.fail(${Status.MEMORY}, ${P()}, ${n} + " elements of a zero-size type");`);
     }
     if (a.string) {
       if (len.term === "static") this.need(n, sc);
@@ -1161,7 +1218,7 @@ function build(wire: WireType): CompiledCodec {
     ...encFns,
     `return function encode(value, w, ctx) {`,
     `let buf = w.buf, view = w.view, p = w.pos;`,
-    a.hasAlias ? `const st = { m: new Map(), n: 1 };` : a.hasRefs ? `const st = null;` : ``,
+    a.hasAlias ? `const st = { m: [], n: 1 };` : a.hasRefs ? `const st = null;` : ``,
     guardEnc ? `const p0 = p${a.hasFds ? ", f0 = ctx.fdsOut.length" : ""}; try {` : ``,
     ...encBody,
     `w.pos = p;`,
