@@ -12,6 +12,7 @@
  *   RSS of the receiver before/after the stream's measured messages (after warm-up, after a full GC)
  *
  *   bun bench/connection.bench.ts [--quick] [--runs N] [--no-pinned] [--only a,b,c,d] [--json PATH|--no-json]
+ *                                 [--reply-poll-us N|adaptive]   (diagnostic: ConnectionOptions.replyPollUs on both sides of (d))
  *
  * Results go to bench/results/connection.json unless --no-json.
  * @module
@@ -42,6 +43,8 @@ export interface ConnectionBenchOptions {
   json?: string | false;
   /** Print progress and the table (default true). */
   print?: boolean;
+  /** Diagnostic: `replyPollUs` for both ends of the round-trip case (default: the library's default). */
+  replyPollUs?: number | "adaptive";
 }
 
 interface Sizes {
@@ -328,10 +331,10 @@ interface Lat {
  * (d) ours: `await conn.transact(FOO)` against a child echoing recv → send
  * (`echo` = "c": a C process that does the handshake and echoes packets, to see our one side alone).
  */
-async function oursRtt(lib: Lib, n: number, warm: number, cpus: string | null, echo: "lw" | string = "lw"): Promise<Lat> {
+async function oursRtt(lib: Lib, n: number, warm: number, cpus: string | null, echo: "lw" | string = "lw", replyPollUs?: number | "adaptive"): Promise<Lat> {
   const path = sockPath();
-  const listener = await lib.Connection.listen(lib.benchProtocol, path, { mode: 0o600 });
-  const child = spawnChild(echo === "lw" ? [BUN, PEER, "lw-echo", path] : [echo, "lwecho", path], { cpus });
+  const listener = await lib.Connection.listen(lib.benchProtocol, path, { mode: 0o600, ...(replyPollUs !== undefined ? { replyPollUs } : {}) });
+  const child = spawnChild(echo === "lw" ? [BUN, PEER, "lw-echo", path, String(replyPollUs ?? "default")] : [echo, "lwecho", path], { cpus });
   try {
     const c = await withTimeout(listener.accept(), 10_000, "accept");
     const msg = { tag: "FOO", data: FOO };
@@ -355,7 +358,7 @@ async function oursRtt(lib: Lib, n: number, warm: number, cpus: string | null, e
 
 // ------------------------------------------------------------------ pinned pass (re-exec under taskset)
 
-async function rttPass(lib: Lib | null, cbin: string, hex: string, s: Sizes, cpus: string | null, log: (s: string) => void) {
+async function rttPass(lib: Lib | null, cbin: string, hex: string, s: Sizes, cpus: string | null, log: (s: string) => void, replyPollUs?: number | "adaptive") {
   const ours: Lat[] = [];
   const c: Lat[] = [];
   const oursCEcho: Lat[] = [];
@@ -368,12 +371,12 @@ async function rttPass(lib: Lib | null, cbin: string, hex: string, s: Sizes, cpu
     }
     if (lib) {
       try {
-        ours.push(await oursRtt(lib, s.rttN, s.rttWarm, cpus));
+        ours.push(await oursRtt(lib, s.rttN, s.rttWarm, cpus, "lw", replyPollUs));
       } catch (e) {
         errors.push(`ours round trip: ${(e as Error).message}`);
       }
       try {
-        oursCEcho.push(await oursRtt(lib, s.rttN, s.rttWarm, cpus, cbin));
+        oursCEcho.push(await oursRtt(lib, s.rttN, s.rttWarm, cpus, cbin, replyPollUs));
       } catch (e) {
         errors.push(`ours ↔ C echo round trip: ${(e as Error).message}`);
       }
@@ -420,6 +423,10 @@ function parseArgs(argv: string[]): ConnectionBenchOptions & { pinnedPass?: bool
     else if (a === "--json") o.json = argv[++i]!;
     else if (a === "--no-json") o.json = false;
     else if (a === "--pinned-pass") o.pinnedPass = true;
+    else if (a === "--reply-poll-us") {
+      const v = argv[++i]!;
+      o.replyPollUs = v === "adaptive" ? "adaptive" : Number(v);
+    }
     else throw new Error(`connection.bench: unknown argument ${a}`);
   }
   return o;
@@ -505,11 +512,19 @@ export async function runConnectionBench(opts: ConnectionBenchOptions = {}): Pro
     }
     // (d) round trip: unpinned here, pinned in a re-exec of this script under taskset -c 0
     if (want("d")) {
-      const un = await rttPass(lib, cbin, hex, s, null, log);
+      const un = await rttPass(lib, cbin, hex, s, null, log, opts.replyPollUs);
       errors.push(...un.errors);
       results.rtt = { unpinned: { ours: un.ours, c: un.c, oursCEcho: un.oursCEcho } };
       if (opts.pinned !== false && hasTaskset()) {
-        const args = [BUN, import.meta.path, "--pinned-pass", "--runs", String(s.runs), ...(opts.quick ? ["--quick"] : [])];
+        const args = [
+          BUN,
+          import.meta.path,
+          "--pinned-pass",
+          "--runs",
+          String(s.runs),
+          ...(opts.quick ? ["--quick"] : []),
+          ...(opts.replyPollUs !== undefined ? ["--reply-poll-us", String(opts.replyPollUs)] : []),
+        ];
         const pinned = await attempt("pinned pass", () => runJson(["taskset", "-c", "0", ...args], { timeoutMs: 180_000 }));
         if (pinned) {
           errors.push(...pinned.errors);
@@ -622,7 +637,7 @@ async function pinnedPass(opts: ConnectionBenchOptions): Promise<void> {
     const libOrWhy = await loadLib();
     const lib = typeof libOrWhy === "string" ? null : libOrWhy;
     const hex = toHex(fooPacket(lib, () => {}));
-    const r = await rttPass(lib, cbin, hex, s, "0", (m) => console.error(m));
+    const r = await rttPass(lib, cbin, hex, s, "0", (m) => console.error(m), opts.replyPollUs);
     console.log(JSON.stringify(r));
   } finally {
     rmSync(sockDir, { recursive: true, force: true });
