@@ -24,8 +24,8 @@ export class Handle<T = unknown> {
     readonly id: number,
     /** The object, for local handles. */
     public data: T | undefined = undefined,
-    /** Runs once when the last reference goes. */
-    public cleanup: ((data: T | undefined) => void) | undefined = undefined,
+    /** Runs once when the last reference goes. (Method-style type, so a `Handle<T>` is usable where a `Handle` is expected.) */
+    public cleanup: { bivarianceHack(data: T | undefined): void }["bivarianceHack"] | undefined = undefined,
   ) {}
   toString(): string {
     return `<${this.typeName}:${this.location === 1 ? "local" : "remote"}[${this.id}]>`;

@@ -290,12 +290,22 @@ class AssocTask implements SessionTask {
     }
     this.dispatch(m);
     this.pump();
+    if (this.inputWaiters.length > 0) this.wakeInputWaiters();
   };
 
   private onRecvError = (e: unknown): void => {
     this.waiting = false;
     this.recvFailed(e);
+    if (this.inputWaiters.length > 0) this.wakeInputWaiters();
   };
+
+  /** Calls that waited for pending input to be taken in (see `call`). */
+  private inputWaiters: (() => void)[] = [];
+  private wakeInputWaiters(): void {
+    const ws = this.inputWaiters;
+    this.inputWaiters = [];
+    for (const w of ws) w();
+  }
 
   private recvFailed(e: unknown): void {
     if (this.status !== 0) return; // we dropped it ourselves
@@ -480,10 +490,16 @@ class AssocTask implements SessionTask {
   call(message: OutgoingMessage, options: CallOptions | undefined): Promise<ReceivedMessage> {
     if (this.status !== 0) return Promise.reject(this.error);
     if (message === null || typeof message !== "object") return Promise.reject(new LwMsgError(Status.INVALID_PARAMETER, "call: message must be an object { tag, data }"));
-    if (this.parked && native.lw_wait_readable(this.conn.socketFd, 0) === 1) {
-      // Something arrived while we were not listening — most likely the peer closed. Take it in first.
-      this.drainParked();
-      if (this.status !== 0) return this.session.call(message as any, options) as Promise<any>; // reconnects when it can
+    if (this.out.size === 0 && this.inCalls.size === 0 && native.lw_wait_readable(this.conn.socketFd, 0) === 1) {
+      // An idle connection with input pending: most likely the peer closed it. Take that in before
+      // sending, so a call after a server restart reconnects instead of failing with PEER_CLOSE.
+      if (!this.waiting) {
+        this.drainParked();
+        if (this.status !== 0) return this.session.call(message as any, options) as Promise<any>; // reconnects when it can
+      } else {
+        // A receive is already pending; the poller delivers the input shortly.
+        return new Promise<void>((r) => this.inputWaiters.push(r)).then(() => this.session.call(message as any, options) as Promise<any>);
+      }
     }
     const out = this.out;
     if (out.size >= MAX_COOKIES) return Promise.reject(new LwMsgError(Status.BUSY, `call: ${MAX_COOKIES} calls are already in flight on this connection`));
@@ -634,6 +650,7 @@ class AssocTask implements SessionTask {
     for (const c of [...this.inCalls.values()]) c._cancel(this.peer._exceptionFn);
     if (orderly) this.conn.close().then(noop, noop);
     else this.conn.destroy();
+    if (this.inputWaiters.length > 0) this.wakeInputWaiters();
     this.peer._taskEnded(this);
     this.maybeFinish();
   }
