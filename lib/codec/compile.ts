@@ -835,7 +835,7 @@ class EncGen extends Gen {
     const elemPlain = byteArr && !of.verify && !(of as WireInt).range;
     if (byteArr && elemPlain) {
       this.ensure(n);
-      if (cls === "Uint8Array") this.emit(`buf.set(${x}, p); p += ${n};`);
+      if (cls === "Uint8Array") this.emit(`if (${n} <= 2048) buf.set(${x}, p); else $.copyBytes(${x}, buf, p); p += ${n};`);
       else this.emit(`for (let j = 0; j < ${n}; j++) buf[p + j] = ${x}[j]; p += ${n};`);
       return;
     }
@@ -1118,7 +1118,8 @@ class DecGen extends Gen {
     }
     if (a.string) {
       if (len.term === "static") this.need(n, sc);
-      this.emit(`${t} = ${len.term === "static" ? "$.utf8ReadPadded" : "$.utf8Read"}(buf, p, p + ${n}); p += ${n};`);
+      if (len.term === "static") this.emit(`${t} = $.utf8ReadPadded(buf, p, p + ${n}); p += ${n};`);
+      else this.emit(`${t} = $.strAt(buf, p, ${n}, ${this.k(new RT.StrMemo())}); p += ${n};`);
       return;
     }
     const byteArr = of.kind === "int" && of.width === 1;

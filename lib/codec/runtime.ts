@@ -200,6 +200,61 @@ export function utf8Read(u8: Uint8Array, start: number, end: number): string {
   return td.decode(u8.subarray(start, end));
 }
 
+/**
+ * Per-site memo of the last short string a decoder produced: IPC messages
+ * repeat the same names, paths and user names, and comparing ≤ 32 bytes is
+ * several times cheaper than creating a string. Strings are immutable, so
+ * handing out the same instance again is invisible to callers.
+ */
+export class StrMemo {
+  bytes = new Uint8Array(32);
+  n = -1;
+  s = "";
+}
+
+/** Decode a string of `n` bytes at `p`, reusing `m`'s last result when the bytes are the same. */
+export function strAt(u8: Uint8Array, p: number, n: number, m: StrMemo): string {
+  if (n > 32) return utf8Read(u8, p, p + n);
+  const b = m.bytes;
+  if (n === m.n) {
+    let i = 0;
+    while (i < n && u8[p + i] === b[i]) i++;
+    if (i === n) return m.s;
+  }
+  let or = 0;
+  for (let i = 0; i < n; i++) or |= b[i] = u8[p + i]!;
+  // latin1Slice is the cheapest way to make a string, and exact for ASCII
+  const s = or < 128 && hasNative ? latin1(u8, p, p + n) : utf8Read(u8, p, p + n);
+  m.n = n;
+  m.s = s;
+  return s;
+}
+
+function latin1(u8: Uint8Array, start: number, end: number): string {
+  if (u8 !== rU8) {
+    rU8 = u8;
+    rBuf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength) as NativeBuf;
+  }
+  return (rBuf as NativeBuf & { latin1Slice(s: number, e: number): string }).latin1Slice(start, end);
+}
+
+// Large copies go in 2 KiB pieces: glibc copies bigger blocks with `rep movsb`,
+// which is 20-30× slower on this class of machine when the destination sits
+// just past the source modulo 4 KiB (e.g. a payload at offset 8 of a packet).
+// Buffer.prototype.copy takes source ranges, so the pieces need no subarray.
+const CHUNK = 2048;
+const bcopy = Buffer.prototype.copy as (this: Uint8Array, target: Uint8Array, targetStart: number, sourceStart: number, sourceEnd: number) => number;
+
+/** Copy all of `src` into `dst` at `at`. */
+export function copyBytes(src: Uint8Array, dst: Uint8Array, at: number): void {
+  const n = src.length;
+  if (n <= CHUNK) {
+    dst.set(src, at);
+    return;
+  }
+  for (let o = 0; o < n; o += CHUNK) bcopy.call(src, dst, at + o, o, Math.min(n, o + CHUNK));
+}
+
 /** Static-length text: the bytes up to the first NUL. */
 export function utf8ReadPadded(u8: Uint8Array, start: number, end: number): string {
   let e = start;
