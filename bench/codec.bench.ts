@@ -91,8 +91,8 @@ const Nested = Lw.Struct({
   trailer: Lw.Struct({ crc: Lw.UInt32(), kind: Kind }),
 });
 const nested = { hdr: { version: 1, kind: 2, cookie: 77 }, type: 1, body: { ino: 123456, mode: 0o644, nlink: 1 }, trailer: { crc: 0xdeadbeef, kind: 1 } };
-const KindAvro = { type: "enum", name: "Kind", symbols: ["FILE", "DIR", "LINK"] };
-const nestedAvro = avro.Type.forSchema({
+const KindAvro = { type: "enum", name: "Kind", symbols: ["FILE", "DIR", "LINK"] } as const;
+const nestedAvro = avro.Type.forSchema(<avro.Schema>{
   type: "record",
   name: "Nested",
   fields: [
