@@ -381,6 +381,20 @@ describe("messages", () => {
     await d.close();
   });
 
+  test("a loop of large sends reuses the outgoing buffer (no OVERFLOW from growth)", async () => {
+    const size = 4 * 1024 * 1024;
+    const [a, b] = await Connection.pair(testProtocol, { maxMessageSize: size + 1024 });
+    const data = new Uint8Array(size);
+    const recvd = (async () => {
+      for (let i = 0; i < 10; i++) expect((await b.recv()).data.size).toBe(size);
+    })();
+    for (let i = 0; i < 10; i++) await a.send({ tag: "BLOB", data: { size, data } });
+    await recvd;
+    expect((a as any).out.buf.length).toBeLessThanOrEqual(2 * (size + 1024 * 1024));
+    await a.close();
+    await b.close();
+  }, 30_000);
+
   test("backpressure: a peer that stops reading makes send() wait instead of growing memory", async () => {
     const [a, b] = await Connection.pair(testProtocol, { sendQueueLimit: 256 * 1024 });
     const data = new Uint8Array(64 * 1024);
