@@ -1,3 +1,4 @@
+export {};
 // `bun run bench [codec|poller|connection|peer ...] [--quick]`: every figure is a ratio
 // against a baseline measured in the same run (see each bench file).
 const all = ["codec", "poller", "connection", "peer"] as const;
