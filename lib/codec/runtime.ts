@@ -201,33 +201,34 @@ export function utf8Read(u8: Uint8Array, start: number, end: number): string {
 }
 
 /**
- * Per-site memo of the last short string a decoder produced: IPC messages
- * repeat the same names, paths and user names, and comparing ≤ 32 bytes is
- * several times cheaper than creating a string. Strings are immutable, so
- * handing out the same instance again is invisible to callers.
+ * Per-site memo of the last short ASCII string a decoder produced: IPC
+ * messages repeat the same names, paths and user names, and comparing ≤ 32
+ * bytes is several times cheaper than creating a string. Strings are
+ * immutable, so handing out the same instance again is invisible to callers.
+ * Only ASCII strings are kept (their bytes are their char codes), so a miss
+ * costs no copy.
  */
 export class StrMemo {
-  bytes = new Uint8Array(32);
-  n = -1;
-  s = "";
+  s: string | null = null;
 }
 
 /** Decode a string of `n` bytes at `p`, reusing `m`'s last result when the bytes are the same. */
 export function strAt(u8: Uint8Array, p: number, n: number, m: StrMemo): string {
   if (n > 32) return utf8Read(u8, p, p + n);
-  const b = m.bytes;
-  if (n === m.n) {
+  const last = m.s;
+  if (last !== null && last.length === n) {
     let i = 0;
-    while (i < n && u8[p + i] === b[i]) i++;
-    if (i === n) return m.s;
+    while (i < n && u8[p + i] === last.charCodeAt(i)) i++;
+    if (i === n) return last;
   }
   let or = 0;
-  for (let i = 0; i < n; i++) or |= b[i] = u8[p + i]!;
+  for (let i = 0; i < n; i++) or |= u8[p + i]!;
+  if (or >= 128 || !hasNative) {
+    m.s = null;
+    return utf8Read(u8, p, p + n);
+  }
   // latin1Slice is the cheapest way to make a string, and exact for ASCII
-  const s = or < 128 && hasNative ? latin1(u8, p, p + n) : utf8Read(u8, p, p + n);
-  m.n = n;
-  m.s = s;
-  return s;
+  return (m.s = latin1(u8, p, p + n));
 }
 
 function latin1(u8: Uint8Array, start: number, end: number): string {
