@@ -572,6 +572,8 @@ class AssocTask implements SessionTask {
   private completeOutgoing(oc: OutgoingCall, m: ReceivedMessage): void {
     oc.detach();
     oc._done = true;
+    // Let the caller's continuation (often the next call) run before the next recv(): its request then leaves with that recv's flush.
+    this.yieldBeforeRecv = true;
     const tr = this.peer._trace;
     if (tr !== null && tr.end) this.peer._safe(() => tr.end!(oc, m, oc._cancelled ? Status.CANCELLED : m.status));
     if (oc.settled) {
