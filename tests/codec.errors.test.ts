@@ -209,3 +209,22 @@ describe("invalid schemas (INVALID_PARAMETER)", () => {
     expectStatus(() => Lw.encode({} as never, 1 as never), Status.INVALID_PARAMETER, /not an Lw schema/);
   });
 });
+
+describe("fast paths stay exact", () => {
+  test("the per-field string memo never returns a stale string", () => {
+    const T = Lw.Struct({ s: Lw.String({ notNull: true }) });
+    const seq = ["alice", "alice", "alicf", "alic", "alice", "ålice", "ålice", "alice", "", "", "x".repeat(32), "x".repeat(33), "x".repeat(32), "y".repeat(32)];
+    for (const s of seq) expect(Lw.decode(T, Lw.encode(T, { s })).s).toBe(s);
+  });
+  test("large byte arrays (chunked copies) survive at every alignment", () => {
+    const T = Lw.Struct({ pad: Lw.Array(Lw.UInt8(), { length: 3 }), n: Lw.UInt32(), data: Lw.Array(Lw.UInt8(), { length: "n" }) });
+    const data = Uint8Array.from({ length: 10_001 }, (_, i) => (i * 7 + 3) & 255);
+    for (let off = 0; off < 20; off += 3) {
+      const w = new ByteWriter(16);
+      w.pos = off;
+      Lw.compile(T).encode({ pad: new Uint8Array(3), n: data.length, data }, w, new CodecContext());
+      const back = Lw.decode(T, w.buf.subarray(off, w.pos));
+      expect(back.data).toEqual(data);
+    }
+  });
+});

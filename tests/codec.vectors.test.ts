@@ -180,6 +180,10 @@ describe("test-marshal.c: strings and arrays", () => {
     const T = Lw.Struct({ foo: Lw.Int16(), string: Lw.Array(Lw.UInt8(), { length: "zero", string: true }) });
     vector(T, { foo: 42, string: "foo" }, "00 2A 00 00 00 03 'foo'");
   });
+  test("flexible_string_print_type", () => {
+    const T = Lw.Struct({ foo: Lw.Int16(), string: Lw.Array(Lw.UInt8(), { length: "zero", string: true }) }, { name: "flexible_string_struct" });
+    expect(Lw.printType(T)).toBe("struct flexible_string_struct\n{\n    int16 foo;\n    uint8[] <string> string;\n}");
+  });
   test("flexible_array: member length, no count on the wire", () => {
     const T = Lw.Struct({ len: Lw.Int16(), array: Lw.Array(Lw.Int16(), { length: "len" }) });
     vector(T, { len: 2, array: [1, 2] }, "00 02 00 01 00 02");
