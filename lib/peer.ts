@@ -512,6 +512,12 @@ class AssocTask implements SessionTask {
       oc.reject = reject;
     });
     const signal = options?.signal;
+    const timeout = options?.timeout;
+    if (timeout !== undefined && timeout !== null && (typeof timeout !== "number" || !(timeout >= 0))) {
+      oc.settled = true;
+      oc.reject(new CallError(Status.INVALID_PARAMETER, `call: timeout must be a non-negative number of ms, got ${String(timeout)}`, null));
+      return promise;
+    }
     if (signal?.aborted) {
       oc.settled = true;
       oc.reject(new CallError(Status.CANCELLED, "call cancelled before it was sent", null));
@@ -535,13 +541,7 @@ class AssocTask implements SessionTask {
       oc.signal_ = signal;
       signal.addEventListener("abort", oc);
     }
-    const timeout = options?.timeout;
-    if (timeout !== undefined && timeout !== null) {
-      if (typeof timeout !== "number" || !(timeout >= 0)) {
-        // invalid option: fail the call locally (it is already on the wire, so cancel it there)
-        this.cancelOutgoing(oc, Status.INVALID_PARAMETER);
-      } else oc.timer = setTimeout(onCallTimeout, timeout, oc);
-    }
+    if (timeout !== undefined && timeout !== null) oc.timer = setTimeout(onCallTimeout, timeout, oc);
     if (this.parked) {
       this.parked = false;
       this.schedulePump();
@@ -689,6 +689,8 @@ interface ClientSessionState {
   /** Connect endpoints apply (false for connectFd sessions: no reconnect). */
   reconnectable: boolean;
   connecting: Promise<AssocTask> | null;
+  /** The connection being handshaken right now (disconnect destroys it). */
+  pending: Connection | null;
   closed: boolean;
 }
 
@@ -1138,7 +1140,7 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
   async connect(): Promise<Session<P>> {
     if (this.connectSession) return this.connectSession;
     const s = new Session<P>(this.protocol, "outgoing", this);
-    this.clientState.set(s, { reconnectable: true, connecting: null, closed: false });
+    this.clientState.set(s, { reconnectable: true, connecting: null, pending: null, closed: false });
     this.connectSession = s;
     return s;
   }
@@ -1157,7 +1159,7 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
   async connectFd(mode: ConnectionMode, fd: number): Promise<Session<P>> {
     if (this.connectSession) throw new LwMsgError(Status.INVALID_STATE, "connectFd: an outgoing session already exists (disconnect first)");
     const s = new Session<P>(this.protocol, "outgoing", this);
-    const cs: ClientSessionState = { reconnectable: false, connecting: null, closed: false };
+    const cs: ClientSessionState = { reconnectable: false, connecting: null, pending: null, closed: false };
     this.clientState.set(s, cs);
     const conn = new Connection(this.protocol, this.connectionOptions(s));
     conn.setFd(mode, fd);
@@ -1237,11 +1239,18 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
   /** Handshake an outgoing connection and apply lwmsg's reconnect rules (token check, session reset on a new server instance). */
   private async establishClient(session: Session<any>, cs: ClientSessionState, conn: Connection): Promise<AssocTask> {
     conn.connectCookie = session.connectId;
+    if (cs.closed) {
+      conn.destroy();
+      throw new LwMsgError(Status.CANCELLED, "disconnected while connecting");
+    }
+    cs.pending = conn;
     try {
       await conn.connect();
     } catch (e) {
       conn.destroy();
-      throw e;
+      throw cs.closed ? new LwMsgError(Status.CANCELLED, "disconnected while connecting") : e;
+    } finally {
+      if (cs.pending === conn) cs.pending = null;
     }
     if (cs.closed || session.ended) {
       conn.destroy();
@@ -1276,7 +1285,10 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
     if (!s) return;
     this.connectSession = null;
     const cs = this.clientState.get(s);
-    if (cs) cs.closed = true;
+    if (cs) {
+      cs.closed = true;
+      cs.pending?.destroy();
+    }
     if (cs?.connecting) await cs.connecting.then(noop, noop);
     const t = s.task as AssocTask | null;
     if (t) {

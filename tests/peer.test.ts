@@ -9,7 +9,8 @@ import { Connection, ConnectionMode, type ReceivedMessage } from "../lib/connect
 import { LwMsgError, Status } from "../lib/status.ts";
 import { MessageFlags } from "../lib/wire.ts";
 import { Handle, HandleLocation } from "../lib/handle.ts";
-import { closeFd, socketPair } from "../lib/native/socket.ts";
+import { closeFd, connectPath, listenPath, socketPair } from "../lib/native/socket.ts";
+import { hex, rawPeer, toHex } from "./helpers/raw.ts";
 import { native } from "../lib/native/ffi.ts";
 import { Poller } from "../lib/native/poller.ts";
 import { localToken, tokenCanAccess, tokenHash, tokenToString, tokensEqual } from "../lib/session.ts";
@@ -334,6 +335,56 @@ describe("test-client-server.c", () => {
     const s = await client.connect();
     expect((await s.call({ tag: "PING_REQUEST" })).name).toBe("PING_REPLY");
     await client.close();
+    await f.close();
+  });
+
+  test("an endpoint that never answers the handshake: establish TIMEOUT moves on to the next endpoint", async () => {
+    const f = multicallPair();
+    await f.server.startListen();
+    const silent = tmp.join("silent.sock");
+    const lfd = listenPath(silent, 8, 0o600); // listens, never accepts: connect() succeeds, ACCEPT never comes
+    try {
+      const client = new Peer(multicallProtocol, { timeouts: { establish: 100 } });
+      client.addConnectEndpoint(ConnectionMode.LOCAL, silent);
+      client.addConnectEndpoint(ConnectionMode.LOCAL, f.path);
+      const s = await client.connect();
+      const t0 = performance.now();
+      expect((await s.call({ tag: "PING_REQUEST" })).name).toBe("PING_REPLY");
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(90);
+      await client.close();
+      // alone, it is the call's error
+      const lone = new Peer(multicallProtocol, { timeouts: { establish: 50 } });
+      lone.addConnectEndpoint(ConnectionMode.LOCAL, silent);
+      expect(await statusOf((await lone.connect()).call({ tag: "PING_REQUEST" }))).toBe(Status.TIMEOUT);
+      await lone.close();
+    } finally {
+      closeFd(lfd);
+      await f.close();
+    }
+  });
+
+  test("disconnect while the connection is still being made: the call rejects CANCELLED at once", async () => {
+    const silent = tmp.join("silent2.sock");
+    const lfd = listenPath(silent, 8, 0o600);
+    try {
+      const client = new Peer(multicallProtocol); // no establish timeout: the handshake would wait forever
+      client.addConnectEndpoint(ConnectionMode.LOCAL, silent);
+      const s = await client.connect();
+      const p = s.call({ tag: "PING_REQUEST" });
+      await Bun.sleep(30);
+      await client.disconnect();
+      expect(await statusOf(p)).toBe(Status.CANCELLED);
+    } finally {
+      closeFd(lfd);
+    }
+  });
+
+  test("a bad timeout option fails the call locally with INVALID_PARAMETER", async () => {
+    const f = multicallPair();
+    await f.server.startListen();
+    const s = await f.client.connect();
+    expect(await statusOf(s.call({ tag: "PING_REQUEST" }, { timeout: -5 }))).toBe(Status.INVALID_PARAMETER);
+    expect((await s.call({ tag: "PING_REQUEST" }, { timeout: 5000 })).name).toBe("PING_REPLY");
     await f.close();
   });
 
@@ -724,6 +775,37 @@ describe("call protocol (§7.4) against a bare Connection", () => {
     // the server side went away: the client session notices at the next call
     expect(await statusOf(s.call({ tag: "PING_REQUEST" }))).toBe(Status.PEER_CLOSE);
     await client.close();
+  });
+
+  test("on the wire: stopListen drops a client without SHUTDOWN; idle eviction closes with SHUTDOWN(PEER_CLOSE) (§10.4)", async () => {
+    const handshake = async (path: string) => {
+      const { fd } = connectPath(path);
+      const raw = await rawPeer(fd);
+      raw.write(hex("00000013 02 03 00 00002000 0102030405060708"));
+      await raw.waitBytes(19);
+      return raw;
+    };
+    // stopListen: EOF right after ACCEPT, no SHUTDOWN packet
+    const path = sockPath();
+    const server = new Peer(multicallProtocol);
+    server.addListenEndpoint(ConnectionMode.LOCAL, path);
+    await server.startListen();
+    const a = await handshake(path);
+    await until(() => server.clientCount === 1);
+    await server.stopListen();
+    await a.waitEnd();
+    expect(a.received().length).toBe(19);
+    a.close();
+    // idle timeout at maxClients: a SHUTDOWN packet with PEER_CLOSE (19) before the close
+    const path2 = sockPath();
+    const busy = new Peer(multicallProtocol, { maxClients: 1, timeouts: { idle: 100 } });
+    busy.addListenEndpoint(ConnectionMode.LOCAL, path2);
+    await busy.startListen();
+    const b = await handshake(path2);
+    await b.waitEnd(3000);
+    expect(toHex(b.received().subarray(19))).toBe("0000000a" + "05" + "03" + "00000013");
+    b.close();
+    await busy.close();
   });
 
   test("BUSY when 65,536 calls are in flight on one session", async () => {
