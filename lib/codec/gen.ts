@@ -1,0 +1,217 @@
+/**
+ * The code generator's shared machinery: the emitted lines, constants, the
+ * compile-time cursor offset, field paths, and access to the dominating
+ * struct's members. Encoder and decoder generators extend {@link Gen}.
+ * @module
+ */
+import type { WireEnum, WireInt, WireStruct, WireType } from "../types.ts";
+import { bad, typeKey, type Analysis } from "./analyze.ts";
+
+/** One piece of a field path: a constant, or a JS variable holding an index. */
+export type PathPart = string | { v: string };
+
+export function pathExpr(parts: PathPart[]): string {
+  const out: string[] = [];
+  let s = "";
+  for (const part of parts) {
+    if (typeof part === "string") s += part;
+    else {
+      out.push(JSON.stringify(s + "["));
+      out.push(part.v);
+      s = "]";
+    }
+  }
+  if (s !== "" || out.length === 0) out.push(JSON.stringify(s));
+  return out.join(" + ");
+}
+
+export const IDENT = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+export const prop = (obj: string, name: string) => (IDENT.test(name) ? `${obj}.${name}` : `${obj}[${JSON.stringify(name)}]`);
+export const key = (name: string) => (IDENT.test(name) ? name : JSON.stringify(name));
+
+/** The struct that length and discriminator members resolve against. */
+export type Dom =
+  | { kind: "struct"; wire: WireStruct; upto: number; expr: string; locals: Map<string, string> | null }
+  | { kind: "param" }
+  | null;
+
+export interface Scope {
+  dom: Dom;
+  path: PathPart[];
+}
+
+export class Gen {
+  lines: string[] = [];
+  n = 0;
+  /** Pending cursor offset (compile-time) inside a reserved run. */
+  off = 0;
+  readonly consts: unknown[];
+  readonly constIndex = new Map<unknown, number>();
+  readonly typeKeys = new Map<string, number>();
+  readonly fnNames = new Map<string, string>();
+  readonly fnQueue: string[] = [];
+
+  constructor(
+    readonly a: Analysis,
+    readonly mode: "enc" | "dec",
+    consts: unknown[],
+  ) {
+    this.consts = consts;
+  }
+
+  v(prefix: string): string {
+    return `${prefix}${this.n++}`;
+  }
+  emit(s: string): void {
+    this.lines.push(s);
+  }
+  k(value: unknown): string {
+    let i = this.constIndex.get(value);
+    if (i === undefined) {
+      i = this.consts.length;
+      this.consts.push(value);
+      this.constIndex.set(value, i);
+    }
+    return `K[${i}]`;
+  }
+  at(k = 0): string {
+    const o = this.off + k;
+    return o === 0 ? "p" : `p + ${o}`;
+  }
+  flush(): void {
+    if (this.off !== 0) {
+      this.emit(`p += ${this.off};`);
+      this.off = 0;
+    }
+  }
+  tk(w: WireType): number {
+    const key = typeKey(w);
+    let i = this.typeKeys.get(key);
+    if (i === undefined) {
+      i = this.typeKeys.size + 1;
+      this.typeKeys.set(key, i);
+    }
+    return i;
+  }
+  fnFor(id: string): string {
+    let name = this.fnNames.get(id);
+    if (name === undefined) {
+      name = `R${this.fnNames.size}`;
+      this.fnNames.set(id, name);
+      this.fnQueue.push(id);
+    }
+    return name;
+  }
+
+  // --- encode: capacity ------------------------------------------------------
+
+  /** Make room for `n` more bytes after the pending offset. */
+  ensure(n: number | string): void {
+    const need = typeof n === "number" ? String(this.off + n) : this.off === 0 ? `(${n})` : `${this.off} + (${n})`;
+    this.emit(`if (p + ${need} > buf.length) { buf = $.grow(w, p, ${need}); view = w.view; }`);
+  }
+
+  /** Decode: make sure `n` more bytes are there after the pending offset. */
+  need(n: number | string, sc: Scope): void {
+    const need = typeof n === "number" ? String(this.off + n) : this.off === 0 ? `(${n})` : `${this.off} + (${n})`;
+    this.emit(`if (p + ${need} > end) throw $.eof(${pathExpr(sc.path)});`);
+  }
+
+  // --- dominating struct access -----------------------------------------------
+
+  domValue(sc: Scope, name: string, what: string): { expr: string; type: WireType | null } {
+    const d = sc.dom;
+    if (d === null) bad(`${what} "${name}" at ${pathExpr(sc.path)}: no enclosing struct to take it from`);
+    if (d.kind === "param") return { expr: `dom[${JSON.stringify(name)}]`, type: null };
+    const idx = d.wire.members.findIndex((m) => m.name === name);
+    if (idx < 0 || idx >= d.upto) bad(`${what} "${name}" is not an earlier member of the enclosing struct`);
+    const mt = d.wire.members[idx]!.type;
+    if (mt.kind !== "int" && mt.kind !== "enum" && mt.kind !== "bool") bad(`${what} "${name}" must be an integer member`);
+    const expr = d.locals ? d.locals.get(name)! : prop(d.expr, name);
+    return { expr, type: mt };
+  }
+
+  /** The `dom` argument for a recursive function call. */
+  domArg(sc: Scope, names: Set<string>): string {
+    if (names.size === 0) return "undefined";
+    const d = sc.dom;
+    if (d === null) bad(`recursive type at ${pathExpr(sc.path)} uses ${[...names].join(", ")} but has no enclosing struct`);
+    if (d.kind === "param") return "dom";
+    if (this.mode === "enc" && !d.locals) {
+      for (const n of names) this.domValue(sc, n, "member");
+      return d.expr;
+    }
+    return `{ ${[...names].map((n) => `${key(n)}: ${this.domValue(sc, n, "member").expr}`).join(", ")} }`;
+  }
+
+  countOf(sc: Scope, name: string): string {
+    const { expr, type } = this.domValue(sc, name, "length member");
+    if (type && type.kind === "int" && type.width < 8 && !type.signed) return expr;
+    return `$.count(${expr}, ${pathExpr(sc.path)})`;
+  }
+
+  tagOf(sc: Scope, name: string): string {
+    const { expr, type } = this.domValue(sc, name, "discriminator");
+    if (type && (type.kind === "enum" || (type.kind === "int" && type.width < 8))) return expr;
+    return `$.tag(${expr})`;
+  }
+
+  verify(w: WireType, x: string, sc: Scope): void {
+    if (!w.verify) return;
+    const r = this.v("vr");
+    this.emit(`{ let ${r}; try { ${r} = ${this.k(w.verify)}(${x}); } catch (e) { throw $.wrap(e, ${pathExpr(sc.path)}); }`);
+    this.emit(`if (${r} !== true && ${r} !== 0) throw $.verifyErr(${r}, ${pathExpr(sc.path)}); }`);
+  }
+
+  // --- integers ----------------------------------------------------------------
+
+  intCheck(w: WireInt | WireEnum, x: string, sc: Scope): void {
+    const P = pathExpr(sc.path);
+    let test: string;
+    switch (`${w.width}${w.signed ? "s" : "u"}`) {
+      case "1s":
+        test = `(${x} << 24 >> 24) !== ${x}`;
+        break;
+      case "1u":
+        test = `(${x} & 255) !== ${x}`;
+        break;
+      case "2s":
+        test = `(${x} << 16 >> 16) !== ${x}`;
+        break;
+      case "2u":
+        test = `(${x} & 65535) !== ${x}`;
+        break;
+      case "4s":
+        test = `(${x} | 0) !== ${x}`;
+        break;
+      default:
+        test = `(${x} >>> 0) !== ${x}`;
+    }
+    this.emit(`if (${test}) throw $.intErr(${x}, ${w.width}, ${w.signed}, ${P});`);
+  }
+
+  rangeCheck(w: WireInt | WireEnum, x: string, sc: Scope): void {
+    if (!w.range) return;
+    const big = w.kind === "int" && w.width === 8;
+    const lo = big ? `${w.range[0]}n` : String(w.range[0]);
+    const hi = big ? `${w.range[1]}n` : String(w.range[1]);
+    this.emit(`if (${x} < ${lo} || ${x} > ${hi}) throw $.rangeErr(${x}, ${JSON.stringify(String(w.range[0]))}, ${JSON.stringify(String(w.range[1]))}, ${pathExpr(sc.path)});`);
+  }
+
+  enumCheck(w: WireEnum, x: string, sc: Scope): void {
+    let maskAll = 0;
+    for (const m of Object.values(w.masks)) maskAll |= m;
+    const values = [...new Set(Object.values(w.values))];
+    let res = x;
+    if (maskAll !== 0) {
+      res = this.v("er");
+      const u = !w.signed && w.width === 4 ? " >>> 0" : "";
+      this.emit(`const ${res} = (${x} & ${~maskAll})${u};`);
+    }
+    let test: string;
+    if (values.length === 0) test = `${res} !== 0`;
+    else if (values.length <= 8) test = values.map((v) => `${res} !== ${v}`).join(" && ");
+    else test = `!${this.k(new Set(values))}.has(${res})`;
+    this.emit(`if (${test}) throw $.enumErr(${x}, ${pathExpr(sc.path)});`);
+  }
+}
