@@ -119,9 +119,12 @@ async function measureBun(bin: string, kase: CaseName, iters: number, warmup: nu
   const mechanism: PollerMechanism = kase === "callback" ? "callback" : "doorbell";
   const poller = new Poller(mechanism);
   poller.ref();
+  // FFI buffers: ArrayBuffer-backed, and read after every recv below so they stay
+  // reachable (a buffer only known by its ptr() number can be collected and reused).
   const buf = new Uint8Array(new ArrayBuffer(64));
-  const fds = new Int32Array(new ArrayBuffer(64));
+  const fds = new Int32Array(new ArrayBuffer(256 * 4));
   const out = new Int32Array(new ArrayBuffer(8));
+  buf[0] = 0x70;
   const pBuf = ptr(buf);
   const pFds = ptr(fds);
   const pOut = ptr(out);
@@ -144,7 +147,7 @@ async function measureBun(bin: string, kase: CaseName, iters: number, warmup: nu
     if (budget > 0 && native.lw_wait_readable(fd, budget) === 1) hits++;
     else await parked();
     const n = native.lw_recv(fd, pBuf, 64, pFds, pOut);
-    if (n !== 1) throw new Error(`recv gave ${n}`);
+    if (n !== 1 || buf[0] !== 0x70 || out[0] !== 0) throw new Error(`recv gave ${n} (byte ${buf[0]}, ${out[0]} fds)`);
   };
   for (let i = 0; i < warmup; i++) await oneRtt();
   hits = 0;

@@ -53,7 +53,10 @@ function rssMb(): number {
 }
 const fmt = (n: number) => n.toLocaleString("en-US");
 
+// FFI buffers: ArrayBuffer-backed, module-level and read in the hot path, so
+// they stay reachable for as long as their ptr() numbers are used.
 const buf = new Uint8Array(new ArrayBuffer(256));
+buf[0] = 0x2a;
 const fdBuf = new Int32Array(new ArrayBuffer(256 * 4));
 const out = new Int32Array(new ArrayBuffer(8));
 const pBuf = ptr(buf);
@@ -86,6 +89,7 @@ for (let i = 0; i < nfds; i++) {
     for (;;) {
       const n = native.lw_recv(r, pBuf, 256, pFds, pOut);
       for (let k = 0; k < out[0]!; k++) native.lw_close(fdBuf[k]!);
+      if (n > 0 && buf[0] !== 0x2a) failed ??= `fd ${r}: received byte ${buf[0]}, sent 0x2a`;
       if (n <= 0) {
         if (n === 0 || (n < 0 && n !== -11)) failed ??= `fd ${r}: recv gave ${n}`;
         break;
