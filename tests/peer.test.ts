@@ -18,6 +18,7 @@ import type { ByteReader, ByteWriter, HandleCodec } from "../lib/codec/io.ts";
 import { fdLeakCheck } from "./helpers/fds.ts";
 import { useTempDir } from "./helpers/tmp.ts";
 import { asyncProtocol, counterProtocol, multicallProtocol } from "./fixtures/peer-protocol.ts";
+import { Lw } from "../lib/lw.ts";
 
 fdLeakCheck({ settleMs: 3000, warmup: () => (Bun.spawnSync(["true"]), Poller.shared()) });
 const tmp = useTempDir("peer-");
@@ -691,6 +692,19 @@ describe("call protocol (§7.4) against a bare Connection", () => {
     expect(await statusOf(raw.recv())).toBe(Status.PEER_CLOSE);
     await until(() => slow.cancels === 1);
     slow.release.resolve();
+    raw.destroy();
+    await server.close();
+  });
+
+  test("a tag the server's protocol does not know is MALFORMED on the association: the server closes it (SHUTDOWN)", async () => {
+    const { server, raw: first } = await serverAndRaw();
+    first.destroy();
+    const other = Lw.Protocol({ PING_REQUEST: [5, null], ALIEN: [41, null] });
+    const raw = new Connection(other);
+    raw.setEndpoint(ConnectionMode.LOCAL, (server as any).listenPoints[0].path);
+    await raw.connect();
+    await raw.send({ tag: "ALIEN", cookie: 1 });
+    expect(await statusOf(raw.recv())).toBe(Status.PEER_CLOSE);
     raw.destroy();
     await server.close();
   });
