@@ -174,7 +174,7 @@ const hasNative = typeof (Buffer.prototype as NativeBuf).utf8Write === "function
 export function utf8Write(u8: Uint8Array, s: string, at: number, path: string): number {
   if (s.indexOf("\0") !== -1) throw fail(Status.MALFORMED, path, "string contains NUL");
   if (hasNative) {
-    if (u8 !== wU8) {
+    if (u8 !== wU8 || wBuf!.length !== u8.length) {
       wU8 = u8;
       wBuf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength) as NativeBuf;
     }
@@ -191,7 +191,7 @@ export function utf8Length(s: string): number {
 /** Decode UTF-8 bytes `[start, end)` (invalid sequences become U+FFFD, as TextDecoder does). */
 export function utf8Read(u8: Uint8Array, start: number, end: number): string {
   if (hasNative) {
-    if (u8 !== rU8) {
+    if (u8 !== rU8 || rBuf!.length !== u8.length) {
       rU8 = u8;
       rBuf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength) as NativeBuf;
     }
@@ -232,7 +232,7 @@ export function strAt(u8: Uint8Array, p: number, n: number, m: StrMemo): string 
 }
 
 function latin1(u8: Uint8Array, start: number, end: number): string {
-  if (u8 !== rU8) {
+  if (u8 !== rU8 || rBuf!.length !== u8.length) {
     rU8 = u8;
     rBuf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength) as NativeBuf;
   }
