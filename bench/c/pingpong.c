@@ -1,9 +1,11 @@
 /*
  * C side of bench/poller.bench.ts (compiled at bench time with `cc -O2`).
  *
- *   pingpong cc <iters> <warmup>   C<->C baseline: socketpair + fork; the parent
+ *   pingpong cc <iters> <warmup> [child cpu]
+ *                                  C<->C baseline: socketpair + fork; the parent
  *                                  writes 1 byte, the child echoes it, both with
- *                                  blocking read/write. Prints one JSON line:
+ *                                  blocking read/write; the child moves to
+ *                                  `child cpu` if given. Prints one JSON line:
  *                                  {"samples_ns":[...], "cpu_ns": parent user+sys
  *                                  over the measured loop}.
  *   pingpong echo <socket path>    connect (blocking) and echo every byte back
@@ -11,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +86,12 @@ int main(int argc, char **argv) {
     pid_t pid = fork();
     if (pid < 0) return 1;
     if (pid == 0) {
+      if (argc >= 5) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(atoi(argv[4]), &set);
+        if (sched_setaffinity(0, sizeof set, &set) < 0) perror("pingpong: sched_setaffinity");
+      }
       close(sv[0]);
       echo_loop(sv[1]);
       _exit(0);
