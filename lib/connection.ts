@@ -171,6 +171,7 @@ const enum Phase {
 
 /** One shared settled promise: a queued send allocates nothing for its result. */
 const RESOLVED: Promise<void> = Promise.resolve();
+const EMPTY = new Uint8Array(new ArrayBuffer(0));
 const IN_BUFFER_SIZE = 256 * 1024;
 /**
  * Reply-poll window. Measured on the project VM (KVM, haltpoll idle): a timed
@@ -197,6 +198,40 @@ function checkTimeout(name: string, v: number | null | undefined): number | null
 function checkPacketSize(n: unknown): number {
   if (typeof n !== "number" || !Number.isInteger(n) || n < MIN_PACKET_SIZE || n > 0x7fffffff) throw new LwMsgError(Status.INVALID_PARAMETER, `packet size must be an integer ≥ ${MIN_PACKET_SIZE}, got ${n}`);
   return n;
+}
+
+/** Settings of a {@link ConnectionOptions}, validated and with defaults. */
+export interface ConnectionSettings {
+  packetSize: number;
+  maxMessageSize: number;
+  messageTimeout: number | null;
+  establishTimeout: number | null;
+  sendQueueLimit: number;
+  replyPollUs: number | "adaptive";
+}
+
+/** A protocol object from `Lw.Protocol(...)`, or INVALID_PARAMETER. */
+export function checkProtocol(protocol: unknown): void {
+  if (!protocol || typeof (protocol as { byTag?: unknown }).byTag !== "function") throw new LwMsgError(Status.INVALID_PARAMETER, "a protocol from Lw.Protocol(...) is required");
+}
+
+/** Validate connection options (INVALID_PARAMETER naming the bad one) without building a connection. */
+export function checkConnectionOptions(options: ConnectionOptions): ConnectionSettings {
+  if (options === null || typeof options !== "object") throw new LwMsgError(Status.INVALID_PARAMETER, "options must be an object");
+  const maxMessageSize = options.maxMessageSize ?? 16 * 1024 * 1024;
+  if (!Number.isInteger(maxMessageSize) || maxMessageSize < 1) throw new LwMsgError(Status.INVALID_PARAMETER, `maxMessageSize must be a positive integer, got ${maxMessageSize}`);
+  const sendQueueLimit = options.sendQueueLimit ?? 1024 * 1024;
+  if (!Number.isInteger(sendQueueLimit) || sendQueueLimit < 1) throw new LwMsgError(Status.INVALID_PARAMETER, `sendQueueLimit must be a positive integer, got ${sendQueueLimit}`);
+  const rp = options.replyPollUs ?? "adaptive";
+  if (rp !== "adaptive" && (typeof rp !== "number" || !(rp >= 0) || rp > 1_000_000)) throw new LwMsgError(Status.INVALID_PARAMETER, `replyPollUs must be "adaptive" or 0..1000000, got ${rp}`);
+  return {
+    packetSize: checkPacketSize(options.packetSize ?? DEFAULT_PACKET_SIZE),
+    maxMessageSize,
+    messageTimeout: checkTimeout("message", options.timeouts?.message),
+    establishTimeout: checkTimeout("establish", options.timeouts?.establish),
+    sendQueueLimit,
+    replyPollUs: rp,
+  };
 }
 
 function randomCookie(): Uint8Array {
@@ -256,9 +291,10 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
   private readonly encodeCtx: CodecContext;
 
   // incoming
-  private inBuf: Uint8Array;
-  private inView: DataView;
-  private inPtr: number;
+  // Allocated when the socket is first attached: connections that never open cost no input buffer.
+  private inBuf: Uint8Array = EMPTY;
+  private inView: DataView = new DataView(EMPTY.buffer);
+  private inPtr = 0;
   private rpos = 0;
   private wpos = 0;
   private fdIn: number[] = [];
@@ -282,29 +318,21 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
   private eofSeen = false;
 
   constructor(protocol: P, options: ConnectionOptions = {}) {
-    if (!protocol || typeof (protocol as { byTag?: unknown }).byTag !== "function") throw new LwMsgError(Status.INVALID_PARAMETER, "Connection needs a protocol from Lw.Protocol(...)");
-    if (options === null || typeof options !== "object") throw new LwMsgError(Status.INVALID_PARAMETER, "options must be an object");
+    checkProtocol(protocol);
+    const o = checkConnectionOptions(options);
     this.protocol = protocol;
-    this.ownPacketSize = this.packetSize = checkPacketSize(options.packetSize ?? DEFAULT_PACKET_SIZE);
-    const maxMessage = options.maxMessageSize ?? 16 * 1024 * 1024;
-    if (!Number.isInteger(maxMessage) || maxMessage < 1) throw new LwMsgError(Status.INVALID_PARAMETER, `maxMessageSize must be a positive integer, got ${maxMessage}`);
-    this.maxMessageSize = maxMessage;
-    this.messageTimeout = checkTimeout("message", options.timeouts?.message);
-    this.establishTimeout = checkTimeout("establish", options.timeouts?.establish);
-    const sql = options.sendQueueLimit ?? 1024 * 1024;
-    if (!Number.isInteger(sql) || sql < 1) throw new LwMsgError(Status.INVALID_PARAMETER, `sendQueueLimit must be a positive integer, got ${sql}`);
-    this.sendQueueLimit = sql;
-    const rp = options.replyPollUs ?? "adaptive";
-    if (rp !== "adaptive" && (typeof rp !== "number" || !(rp >= 0) || rp > 1_000_000)) throw new LwMsgError(Status.INVALID_PARAMETER, `replyPollUs must be "adaptive" or 0..1000000, got ${rp}`);
-    this.replyPollAdaptive = rp === "adaptive";
-    this.replyPollUs = rp === "adaptive" ? REPLY_POLL_DEFAULT_US : rp;
+    this.ownPacketSize = this.packetSize = o.packetSize;
+    this.maxMessageSize = o.maxMessageSize;
+    this.messageTimeout = o.messageTimeout;
+    this.establishTimeout = o.establishTimeout;
+    this.sendQueueLimit = o.sendQueueLimit;
+    this.replyPollAdaptive = o.replyPollUs === "adaptive";
+    this.replyPollUs = o.replyPollUs === "adaptive" ? REPLY_POLL_DEFAULT_US : o.replyPollUs;
     // Room for the largest message plus its fragment headers.
-    this.out = new ByteWriter(OUT_BUFFER_SIZE, maxMessage + MESSAGE_HEADER_SIZE * (Math.ceil(maxMessage / (MIN_PACKET_SIZE - MESSAGE_HEADER_SIZE)) + 1) + this.sendQueueLimit);
+    const m = o.maxMessageSize;
+    this.out = new ByteWriter(OUT_BUFFER_SIZE, m + MESSAGE_HEADER_SIZE * (Math.ceil(m / (MIN_PACKET_SIZE - MESSAGE_HEADER_SIZE)) + 1) + o.sendQueueLimit);
     this.encodeCtx = new CodecContext(options.handles ?? null);
     this.decodeCtx = new CodecContext(options.handles ?? null);
-    this.inBuf = new Uint8Array(new ArrayBuffer(IN_BUFFER_SIZE));
-    this.inView = new DataView(this.inBuf.buffer);
-    this.inPtr = ptr(this.inBuf);
     this.fdSendPtr = ptr(this.fdSend);
     this.recvFdsPtr = ptr(this.recvFds);
     this.recvOutPtr = ptr(this.recvOut);
@@ -987,6 +1015,7 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
 
   private attach(): void {
     if (this.watch) return;
+    if (this.inBuf.length === 0) this.growIn(IN_BUFFER_SIZE);
     this.poller = Poller.shared();
     this.watch = this.poller.watch(this.fd, this.onReady);
   }
@@ -1139,14 +1168,18 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
       if (m instanceof LwMsgError) rw.reject(m);
       else rw.resolve(m);
     }
+    this.failDrainWaiters(e);
+    this.dropSendQueue();
+    this.unrefIfIdle();
+  }
+
+  private failDrainWaiters(e: unknown): void {
     const dws = this.drainWaiters;
     this.drainWaiters = [];
     for (const w of dws) {
       if (w.timer) clearTimeout(w.timer);
       w.reject(e);
     }
-    this.dropSendQueue();
-    this.unrefIfIdle();
   }
 
   private dropSendQueue(): void {
@@ -1169,12 +1202,7 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
       if (rw.timer) clearTimeout(rw.timer);
       rw.reject(reason);
     }
-    const dws = this.drainWaiters;
-    this.drainWaiters = [];
-    for (const w of dws) {
-      if (w.timer) clearTimeout(w.timer);
-      w.reject(reason);
-    }
+    this.failDrainWaiters(reason);
     this.dropSendQueue();
     this.closeQueuedInFds();
     // Messages received but never taken by recv(): close their fds.

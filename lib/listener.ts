@@ -6,7 +6,7 @@
 import { Poller, READABLE, type Watch } from "./native/poller.ts";
 import { acceptFd, closeFd, listenPath, unlinkPath } from "./native/socket.ts";
 import { Errno, LwMsgError, Status } from "./status.ts";
-import { Connection, ConnectionMode, type ListenOptions } from "./connection.ts";
+import { Connection, ConnectionMode, checkConnectionOptions, checkProtocol, type ListenOptions } from "./connection.ts";
 import type { Protocol } from "./protocol.ts";
 
 export class Listener<P extends Protocol<any> = Protocol<any>> {
@@ -27,12 +27,19 @@ export class Listener<P extends Protocol<any> = Protocol<any>> {
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw new LwMsgError(Status.INVALID_PARAMETER, `listen: mode must be a permission number like 0o600, got ${mode}`);
     const backlog = options.backlog ?? 8;
     if (!Number.isInteger(backlog) || backlog < 1) throw new LwMsgError(Status.INVALID_PARAMETER, `listen: backlog must be a positive integer, got ${backlog}`);
-    // Validate the connection options now, not at the first accept.
-    new Connection(protocol, options);
+    // Validate the protocol and connection options now, not at the first accept.
+    checkProtocol(protocol);
+    checkConnectionOptions(options);
     this.path = path;
     this.fd = listenPath(path, backlog, mode);
-    this.poller = Poller.shared();
-    this.watch = this.poller.watch(this.fd, this.onReadable);
+    try {
+      this.poller = Poller.shared();
+      this.watch = this.poller.watch(this.fd, this.onReadable);
+    } catch (e) {
+      closeFd(this.fd);
+      if (!path.startsWith("\0")) unlinkPath(path);
+      throw e;
+    }
   }
 
   /** Accept the next client and run the lwmsg handshake (`authorize` as in {@link Connection.accept}). */

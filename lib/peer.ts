@@ -66,14 +66,13 @@
  *   it) and is not reused by a later `startListen`.
  * @module
  */
-import { dlopen } from "bun:ffi";
-import { Connection, ConnectionMode, AssocState, ReceivedMessage, type ConnectionOptions, type LocalToken, type OutgoingMessage } from "./connection.ts";
+import { Connection, ConnectionMode, AssocState, ReceivedMessage, checkConnectionOptions, checkProtocol, type ConnectionOptions, type LocalToken, type OutgoingMessage } from "./connection.ts";
 import type { DataOf, MessageOut, Protocol } from "./protocol.ts";
 import { LwMsgError, Status, Errno } from "./status.ts";
 import { MessageFlags, TAG_INVALID } from "./wire.ts";
 import { Poller, READABLE, type Watch } from "./native/poller.ts";
 import { native } from "./native/ffi.ts";
-import { acceptFd, adoptFd, closeFd, listenPath, unlinkPath } from "./native/socket.ts";
+import { acceptFd, adoptFd, closeFd, listenFd, listenPath, unlinkPath } from "./native/socket.ts";
 import { Call, CallDirection, CallError, OutgoingCall, onCallTimeout, type CallOptions } from "./call.ts";
 import { Session, tokenCanAccess, type SessionTask, type SessionTransport } from "./session.ts";
 
@@ -152,15 +151,6 @@ function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
 
 // ---------------------------------------------------------------------- listen points
 
-let libcListen: ((fd: number, backlog: number) => number) | null = null;
-function listenOnFd(fd: number, backlog: number): void {
-  if (!libcListen) {
-    const lib = dlopen(process.platform === "darwin" ? "libSystem.B.dylib" : "libc.so.6", { listen: { args: ["i32", "i32"], returns: "i32" } });
-    libcListen = lib.symbols.listen as (fd: number, backlog: number) => number;
-  }
-  if (libcListen(fd, backlog) !== 0) throw new LwMsgError(Status.INVALID_PARAMETER, `listen() failed on fd ${fd} (is it a bound stream socket?)`);
-}
-
 /** One listening socket (path or given fd) of a server. */
 class ListenPoint {
   fd = -1;
@@ -170,16 +160,19 @@ class ListenPoint {
   constructor(
     readonly path: string | null,
     readonly perms: number,
-    readonly givenFd: number,
+    /** An fd handed over by addListenFd; consumed (owned, closed by close()) on the first open. */
+    private givenFd: number,
   ) {}
 
   open(backlog: number): void {
     if (this.path !== null) this.fd = listenPath(this.path, backlog, this.perms);
     else {
       if (this.givenFd < 0) throw new LwMsgError(Status.INVALID_STATE, "listen fd was already used and closed by an earlier stopListen");
-      adoptFd(this.givenFd);
-      listenOnFd(this.givenFd, backlog);
+      // Owned from here on: a failure below still closes it (and the number is never reused by a restart).
       this.fd = this.givenFd;
+      this.givenFd = -1;
+      adoptFd(this.fd);
+      listenFd(this.fd, backlog);
     }
   }
 
@@ -756,8 +749,9 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
       this.timeoutIdle = checkMs("idle", timeouts.idle);
     }
     this.connOptions = conn;
-    // Validate the connection options now, not at the first connection.
-    new Connection(protocol, { ...conn, handles: null });
+    // Validate the protocol and connection options now, not at the first connection.
+    checkProtocol(protocol);
+    checkConnectionOptions(conn);
   }
 
   // ------------------------------------------------------------ configuration

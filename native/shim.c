@@ -177,6 +177,9 @@ int lw_listen(const char *path, int len, int backlog, int mode) {
   return fd;
 }
 
+/* listen() on a bound socket handed to us (addListenFd). */
+int lw_listen_fd(int fd, int backlog) { return listen(fd, backlog) < 0 ? -errno : 0; }
+
 /* Make an fd handed to us (setFd / addListenFd) non-blocking and close-on-exec. */
 int lw_adopt_fd(int fd) { return lw_set_nonblock_cloexec(fd); }
 

@@ -271,6 +271,34 @@ describe("test-client-server.c", () => {
     await f.close();
   });
 
+  test("addListenFd: a socket handed over is listened on and served; a non-socket fd fails with the mapped errno", async () => {
+    const path = sockPath();
+    const server = new Peer(multicallProtocol);
+    server.addDispatch({ PING_REQUEST: async () => ({ tag: "PING_REPLY" }) });
+    server.addListenFd(ConnectionMode.LOCAL, listenPath(path, 1, 0o600));
+    await server.startListen();
+    const client = new Peer(multicallProtocol);
+    client.addConnectEndpoint(ConnectionMode.LOCAL, path);
+    const s = await client.connect();
+    expect((await s.call({ tag: "PING_REQUEST" })).name).toBe("PING_REPLY");
+    await client.disconnect();
+    await server.stopListen();
+    // The fd was consumed by stopListen: a restart does not listen on whatever now has that number.
+    await server.startListen();
+    const late = new Peer(multicallProtocol);
+    late.addConnectEndpoint(ConnectionMode.LOCAL, path);
+    expect(await statusOf((await late.connect()).call({ tag: "PING_REQUEST" }))).toBe(Status.CONNECTION_REFUSED);
+    await late.close();
+    await server.close();
+
+    const bad = new Peer(multicallProtocol);
+    const [x, y] = socketPair(); // connected, not bindable: listen() is EINVAL
+    bad.addListenFd(ConnectionMode.LOCAL, x);
+    expect(await statusOf(bad.startListen())).toBe(Status.INVALID_PARAMETER);
+    await bad.close();
+    closeFd(y);
+  });
+
   test("call_restart_call: a call after the server restarts reconnects lazily", async () => {
     const f = multicallPair();
     await f.server.startListen();

@@ -22,6 +22,7 @@ const symbols = {
   lw_connect: { args: ["buffer", "i32", "buffer"], returns: "i32" },
   lw_connect_result: { args: ["i32"], returns: "i32" },
   lw_listen: { args: ["buffer", "i32", "i32", "i32"], returns: "i32" },
+  lw_listen_fd: { args: ["i32", "i32"], returns: "i32" },
   lw_adopt_fd: { args: ["i32"], returns: "i32" },
   lw_accept: { args: ["i32"], returns: "i32" },
   lw_close: { args: ["i32"], returns: "i32" },

@@ -65,6 +65,12 @@ export function listenPath(path: string, backlog: number, mode: number): number 
   return r;
 }
 
+/** `listen(backlog)` on an already-bound socket handed to us; errno mapped as lwmsg does. */
+export function listenFd(fd: number, backlog: number): void {
+  const r = native.lw_listen_fd(fd, backlog);
+  if (r < 0) fail(`listen() on fd ${fd}`, r);
+}
+
 /** accept4 non-blocking; returns the fd, or -EAGAIN when nothing is pending. */
 export function acceptFd(lfd: number): number {
   for (;;) {
