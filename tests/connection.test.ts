@@ -9,6 +9,7 @@ import { MessageFlags } from "../lib/wire.ts";
 import { Poller } from "../lib/native/poller.ts";
 import { fdLeakCheck, openFdCount } from "./helpers/fds.ts";
 import { useTempDir } from "./helpers/tmp.ts";
+import { rejectionStatus, throwStatus } from "./helpers/status.ts";
 import { hex, rawPeer, toHex } from "./helpers/raw.ts";
 import { testProtocol } from "./fixtures/protocol.ts";
 
@@ -17,33 +18,24 @@ fdLeakCheck({ settleMs: 2000, warmup: () => Poller.shared() });
 const tmp = useTempDir("conn-");
 const child = new URL("./fixtures/conn-child.ts", import.meta.url).pathname;
 
-async function status(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof LwMsgError) return e.status;
-    throw e;
-  }
-  throw new Error("expected a rejection");
-}
 
-function statusOf(fn: () => unknown): number {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof LwMsgError) return e.status;
-    throw e;
-  }
-  throw new Error("expected a throw");
-}
 
 /** A Connection on one end of a socketpair, a raw byte peer on the other. */
-async function rawPair(mode: "connect" | "accept" = "accept", opts = {}) {
+async function rawPair(opts = {}) {
   const [a, b] = socketPair();
   const c = new Connection(testProtocol, opts);
   c.setFd(ConnectionMode.PAIR, a);
   const raw = await rawPeer(b);
   return { c, raw };
+}
+
+/** As rawPair, with the Connection already accepted (the raw side sent CONNECT with packet size 8192). */
+async function acceptedRawPair(opts = {}) {
+  const p = await rawPair(opts);
+  const done = p.c.accept();
+  p.raw.write(CONNECT_8192("0000000000000000"));
+  await done;
+  return p;
 }
 
 const CONNECT_8192 = (cookie: string) => hex(`00000013 02 03 00 00002000 ${cookie}`);
@@ -90,7 +82,7 @@ describe("handshake", () => {
     const { c, raw } = await rawPair();
     const done = c.accept();
     raw.write(hex("00000013 02 03 00 00000013 0000000000000000"));
-    expect(await status(done)).toBe(Status.MALFORMED);
+    expect(await rejectionStatus(done)).toBe(Status.MALFORMED);
     expect(c.state).toBe(AssocState.ERROR);
     raw.close();
     await c.close();
@@ -100,7 +92,7 @@ describe("handshake", () => {
     const { c, raw } = await rawPair();
     const done = c.connect();
     raw.write(hex("00000013 02 03 00 00002000 0000000000000000")); // CONNECT where ACCEPT expected
-    expect(await status(done)).toBe(Status.MALFORMED);
+    expect(await rejectionStatus(done)).toBe(Status.MALFORMED);
     raw.close();
     await c.close();
   });
@@ -110,7 +102,7 @@ describe("handshake", () => {
     const c = new Connection(testProtocol, { timeouts: { establish: 200 } });
     c.setFd(ConnectionMode.PAIR, a);
     const t0 = performance.now();
-    expect(await status(c.connect())).toBe(Status.TIMEOUT);
+    expect(await rejectionStatus(c.connect())).toBe(Status.TIMEOUT);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(150);
     await c.close();
     expect(c.state).toBe(AssocState.CLOSED);
@@ -123,35 +115,54 @@ describe("handshake", () => {
     const c = new Connection(testProtocol);
     c.setEndpoint(ConnectionMode.LOCAL, path);
     c.setTimeout("establish", 200);
-    expect(await status(c.connect())).toBe(Status.TIMEOUT);
+    expect(await rejectionStatus(c.connect())).toBe(Status.TIMEOUT);
     await c.close();
     closeFd(lfd);
+  });
+
+  test("accept timeout: a client process that connects and never greets → TIMEOUT; the listener serves the next client", async () => {
+    const path = tmp.join("mute.sock");
+    const listener = await Connection.listen(testProtocol, path, { timeouts: { establish: 200 } });
+    const mute = Bun.spawn([process.execPath, child, "silent", path], { stdout: "pipe", stderr: "inherit" });
+    const reader = mute.stdout.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain("ready");
+    expect(await rejectionStatus(listener.accept())).toBe(Status.TIMEOUT);
+    const c = new Connection(testProtocol);
+    c.setEndpoint(ConnectionMode.LOCAL, path);
+    const [, server] = await Promise.all([c.connect(), listener.accept()]);
+    expect(server.state).toBe(AssocState.IDLE);
+    mute.kill("SIGKILL");
+    await mute.exited;
+    reader.releaseLock();
+    await c.close();
+    await server.close();
+    await listener.close();
   });
 
   test("connect errors map like lwmsg: ENOENT, ECONNREFUSED, path too long", async () => {
     const c1 = new Connection(testProtocol);
     c1.setEndpoint(ConnectionMode.LOCAL, tmp.join("nope.sock"));
-    expect(await status(c1.connect())).toBe(Status.FILE_NOT_FOUND);
+    expect(await rejectionStatus(c1.connect())).toBe(Status.FILE_NOT_FOUND);
     const dead = tmp.join("dead.sock");
     closeFd(listenPath(dead, 8, 0o600));
     const c2 = new Connection(testProtocol);
     c2.setEndpoint(ConnectionMode.LOCAL, dead);
-    expect(await status(c2.connect())).toBe(Status.CONNECTION_REFUSED);
+    expect(await rejectionStatus(c2.connect())).toBe(Status.CONNECTION_REFUSED);
     const c3 = new Connection(testProtocol);
-    expect(statusOf(() => c3.setEndpoint(ConnectionMode.LOCAL, "/tmp/" + "x".repeat(120)))).toBe(Status.INVALID_PARAMETER);
+    expect(throwStatus(() => c3.setEndpoint(ConnectionMode.LOCAL, "/tmp/" + "x".repeat(120)))).toBe(Status.INVALID_PARAMETER);
   });
 
   test("configuration errors: setPacketSize once established, double setFd, idle timeout, bad arguments", async () => {
     const [a, b] = await Connection.pair(testProtocol);
-    expect(statusOf(() => a.setPacketSize(1024))).toBe(Status.INVALID_STATE);
-    expect(statusOf(() => a.setFd(ConnectionMode.LOCAL, 5))).toBe(Status.INVALID_STATE);
-    expect(statusOf(() => a.setTimeout("idle", 10))).toBe(Status.UNSUPPORTED);
-    expect(statusOf(() => a.setTimeout("message", -1))).toBe(Status.INVALID_PARAMETER);
-    expect(statusOf(() => new Connection(testProtocol, { packetSize: 19 }))).toBe(Status.INVALID_PARAMETER);
-    expect(statusOf(() => new Connection(testProtocol).setFd(ConnectionMode.LOCAL, -1))).toBe(Status.INVALID_PARAMETER);
-    expect(statusOf(() => new Connection({} as any))).toBe(Status.INVALID_PARAMETER);
-    expect(await status(new Connection(testProtocol).connect())).toBe(Status.INVALID_STATE);
-    expect(await status(new Connection(testProtocol).send({ tag: "EMPTY" }))).toBe(Status.INVALID_STATE);
+    expect(throwStatus(() => a.setPacketSize(1024))).toBe(Status.INVALID_STATE);
+    expect(throwStatus(() => a.setFd(ConnectionMode.LOCAL, 5))).toBe(Status.INVALID_STATE);
+    expect(throwStatus(() => a.setTimeout("idle", 10))).toBe(Status.UNSUPPORTED);
+    expect(throwStatus(() => a.setTimeout("message", -1))).toBe(Status.INVALID_PARAMETER);
+    expect(throwStatus(() => new Connection(testProtocol, { packetSize: 19 }))).toBe(Status.INVALID_PARAMETER);
+    expect(throwStatus(() => new Connection(testProtocol).setFd(ConnectionMode.LOCAL, -1))).toBe(Status.INVALID_PARAMETER);
+    expect(throwStatus(() => new Connection({} as any))).toBe(Status.INVALID_PARAMETER);
+    expect(await rejectionStatus(new Connection(testProtocol).connect())).toBe(Status.INVALID_STATE);
+    expect(await rejectionStatus(new Connection(testProtocol).send({ tag: "EMPTY" }))).toBe(Status.INVALID_STATE);
     await a.close();
     await b.close();
   });
@@ -172,7 +183,7 @@ describe("handshake", () => {
     const m = await server.recv();
     expect(m.name).toBe("FOO");
     expect(m.data).toEqual({ a: 1, b: 2, s: "from child" });
-    expect(await status(server.recv())).toBe(Status.PEER_CLOSE);
+    expect(await rejectionStatus(server.recv())).toBe(Status.PEER_CLOSE);
     const out = JSON.parse((await new Response(proc.stdout).text()).trim());
     expect(out.token.pid).toBe(process.pid);
     expect(await proc.exited).toBe(0);
@@ -218,10 +229,7 @@ describe("messages", () => {
   });
 
   test("a message with no payload is a single 15-byte packet; tag -1 carries flags/status verbatim", async () => {
-    const { c, raw } = await rawPair();
-    const done = c.accept();
-    raw.write(CONNECT_8192("0000000000000000"));
-    await done;
+    const { c, raw } = await acceptedRawPair();
     await raw.waitBytes(19);
     await c.send({ tag: "EMPTY", cookie: 1 });
     await c.send({ tag: -1, flags: MessageFlags.REPLY | MessageFlags.SYNTHETIC, status: Status.MALFORMED, cookie: 2 });
@@ -233,8 +241,8 @@ describe("messages", () => {
 
   test("malformed: sending an unknown tag → MALFORMED, connection stays usable; hand-made SYNTHETIC reply arrives as such", async () => {
     const [a, b] = await Connection.pair(testProtocol);
-    expect(await status(a.send({ tag: -42 }))).toBe(Status.MALFORMED);
-    expect(await status(a.send({ tag: "NOPE" }))).toBe(Status.MALFORMED);
+    expect(await rejectionStatus(a.send({ tag: -42 }))).toBe(Status.MALFORMED);
+    expect(await rejectionStatus(a.send({ tag: "NOPE" }))).toBe(Status.MALFORMED);
     expect(a.state).toBe(AssocState.IDLE);
     await a.send({ tag: -1, flags: MessageFlags.REPLY | MessageFlags.SYNTHETIC, status: Status.MALFORMED });
     const m = await b.recv();
@@ -248,7 +256,7 @@ describe("messages", () => {
 
   test("encode errors leave nothing queued: OVERFLOW on a too-large integer, connection usable", async () => {
     const [a, b] = await Connection.pair(testProtocol);
-    expect(await status(a.send({ tag: "FOO", data: { a: 2 ** 33, b: 0, s: "x" } }))).toBe(Status.OVERFLOW);
+    expect(await rejectionStatus(a.send({ tag: "FOO", data: { a: 2 ** 33, b: 0, s: "x" } }))).toBe(Status.OVERFLOW);
     await a.send({ tag: "FOO", data: { a: 1, b: 1, s: "ok" } });
     expect((await b.recv()).data.s).toBe("ok");
     await a.close();
@@ -256,10 +264,7 @@ describe("messages", () => {
   });
 
   test("undecodable payload → synthetic message with the decode status; connection stays usable", async () => {
-    const { c, raw } = await rawPair();
-    const done = c.accept();
-    raw.write(CONNECT_8192("0000000000000000"));
-    await done;
+    const { c, raw } = await acceptedRawPair();
     // TYPED (tag 5) with enum value 9 (not declared) → MALFORMED synthetic
     raw.write(hex("00000010 01 03 00 00000000 0009 0005 09"));
     const m = await c.recv();
@@ -269,7 +274,7 @@ describe("messages", () => {
     expect(m.cookie).toBe(9);
     // unknown tag → recv rejects MALFORMED, still usable
     raw.write(hex("0000000f 01 03 00 00000000 0000 0063"));
-    expect(await status(c.recv())).toBe(Status.MALFORMED);
+    expect(await rejectionStatus(c.recv())).toBe(Status.MALFORMED);
     raw.write(hex("00000010 01 03 00 00000000 0000 0005 01"));
     const ok = await c.recv();
     expect(ok.data).toEqual({ mode: 1 });
@@ -280,12 +285,9 @@ describe("messages", () => {
   test("malformed packets: longer than negotiated, short MESSAGE, stray CONNECT, continuation without FIRST", async () => {
     const cases = ["00003000 01 03 00", "0000000a 01 03 00 00000000", "00000013 02 03 00 00002000 0000000000000000", "00000010 01 02 00 00000000 0000 0005 01"];
     for (const bytes of cases) {
-      const { c, raw } = await rawPair();
-      const done = c.accept();
-      raw.write(CONNECT_8192("0000000000000000"));
-      await done;
+      const { c, raw } = await acceptedRawPair();
       raw.write(hex(bytes));
-      expect(await status(c.recv())).toBe(Status.MALFORMED);
+      expect(await rejectionStatus(c.recv())).toBe(Status.MALFORMED);
       expect(c.state).toBe(AssocState.ERROR);
       await c.close();
       raw.close();
@@ -293,12 +295,9 @@ describe("messages", () => {
   });
 
   test("truncated payload inside a complete message → PEER_CLOSE (lwmsg: out of fragments)", async () => {
-    const { c, raw } = await rawPair();
-    const done = c.accept();
-    raw.write(CONNECT_8192("0000000000000000"));
-    await done;
+    const { c, raw } = await acceptedRawPair();
     raw.write(hex("00000012 01 03 00 00000000 0000 0001 000000")); // FOO needs 9+ bytes
-    expect(await status(c.recv())).toBe(Status.PEER_CLOSE);
+    expect(await rejectionStatus(c.recv())).toBe(Status.PEER_CLOSE);
     await c.close();
     raw.close();
   });
@@ -308,32 +307,26 @@ describe("messages", () => {
     await a.send({ tag: "FOO", data: { a: 1, b: 2, s: "last words" } });
     await a.close();
     expect((await b.recv()).data.s).toBe("last words"); // queued messages first
-    expect(await status(b.recv())).toBe(Status.PEER_CLOSE);
+    expect(await rejectionStatus(b.recv())).toBe(Status.PEER_CLOSE);
     expect(b.state).toBe(AssocState.ERROR);
     await b.close();
 
     const [c, d] = await Connection.pair(testProtocol);
     await c.reset();
     expect(c.state).toBe(AssocState.NOT_ESTABLISHED);
-    expect(await status(d.recv())).toBe(Status.PEER_RESET);
+    expect(await rejectionStatus(d.recv())).toBe(Status.PEER_RESET);
     await d.close();
     await c.close();
 
-    const { c: e, raw } = await rawPair();
-    const done = e.accept();
-    raw.write(CONNECT_8192("0000000000000000"));
-    await done;
+    const { c: e, raw } = await acceptedRawPair();
     raw.write(hex("0000000a 05 03 00000001"));
-    expect(await status(e.recv())).toBe(Status.PEER_ABORT);
+    expect(await rejectionStatus(e.recv())).toBe(Status.PEER_ABORT);
     await e.close();
     raw.close();
   });
 
   test("closing wire bytes: SHUTDOWN(19) after queued messages", async () => {
-    const { c, raw } = await rawPair();
-    const done = c.accept();
-    raw.write(CONNECT_8192("0000000000000000"));
-    await done;
+    const { c, raw } = await acceptedRawPair();
     await c.send({ tag: "EMPTY" });
     await c.close();
     const got = await raw.waitBytes(19 + 15 + 10);
@@ -344,8 +337,8 @@ describe("messages", () => {
   test("recv message timeout → TIMEOUT; a second concurrent recv → BUSY", async () => {
     const [a, b] = await Connection.pair(testProtocol, { timeouts: { message: 100 } });
     const p = b.recv();
-    expect(await status(b.recv())).toBe(Status.BUSY);
-    expect(await status(p)).toBe(Status.TIMEOUT);
+    expect(await rejectionStatus(b.recv())).toBe(Status.BUSY);
+    expect(await rejectionStatus(p)).toBe(Status.TIMEOUT);
     await a.close();
     await b.close();
   });
@@ -367,7 +360,7 @@ describe("messages", () => {
 
   test("a message over maxMessageSize: send → OVERFLOW (usable); incoming → OVERFLOW", async () => {
     const [a, b] = await Connection.pair(testProtocol, { maxMessageSize: 4096 });
-    expect(await status(a.send({ tag: "BLOB", data: { size: 5000, data: new Uint8Array(5000) } }))).toBe(Status.OVERFLOW);
+    expect(await rejectionStatus(a.send({ tag: "BLOB", data: { size: 5000, data: new Uint8Array(5000) } }))).toBe(Status.OVERFLOW);
     await a.send({ tag: "BLOB", data: { size: 10, data: new Uint8Array(10) } });
     expect((await b.recv()).data.size).toBe(10);
     await a.close();
@@ -376,7 +369,7 @@ describe("messages", () => {
     const [c, d] = await Connection.pair(testProtocol, { maxMessageSize: 1 << 20 });
     (d as any).maxMessageSize = 4096; // receiver's own limit is lower than what the sender allows
     await c.send({ tag: "BLOB", data: { size: 100_000, data: new Uint8Array(100_000) } });
-    expect(await status(d.recv())).toBe(Status.OVERFLOW);
+    expect(await rejectionStatus(d.recv())).toBe(Status.OVERFLOW);
     await c.close();
     await d.close();
   });
@@ -486,10 +479,7 @@ describe("fd passing", () => {
   });
 
   test("more fd indicators than fds → synthetic MALFORMED, never a hang", async () => {
-    const { c, raw } = await rawPair();
-    const done = c.accept();
-    raw.write(CONNECT_8192("0000000000000000"));
-    await done;
+    const { c, raw } = await acceptedRawPair();
     raw.write(hex("00000010 01 03 00 00000000 0000 0002 ff"));
     const m = await c.recv();
     expect(m.synthetic).toBe(true);
@@ -499,10 +489,7 @@ describe("fd passing", () => {
   });
 
   test("fds that no message claims are closed", async () => {
-    const { c, raw } = await rawPair();
-    const done = c.accept();
-    raw.write(CONNECT_8192("0000000000000000"));
-    await done;
+    const { c, raw } = await acceptedRawPair();
     const before = openFdCount();
     const [x, y] = socketPair();
     raw.write(hex("0000000f 01 03 00 00000000 0000 0000"), [x, y]); // EMPTY message with two stray fds
@@ -512,7 +499,7 @@ describe("fd passing", () => {
     expect(m.name).toBe("EMPTY");
     await Bun.sleep(20);
     await c.send({ tag: "EMPTY" }).catch(() => {});
-    expect(await status(Promise.race([c.recv(), Bun.sleep(50).then(() => Promise.reject(new LwMsgError(Status.TIMEOUT)))]))).toBe(Status.TIMEOUT);
+    expect(await rejectionStatus(Promise.race([c.recv(), Bun.sleep(50).then(() => Promise.reject(new LwMsgError(Status.TIMEOUT)))]))).toBe(Status.TIMEOUT);
     expect(openFdCount()).toBe(before);
     c.destroy();
     raw.close();
@@ -561,7 +548,7 @@ describe("dead peers", () => {
     const reader = proc.stdout.getReader();
     const { value } = await reader.read();
     expect(new TextDecoder().decode(value)).toContain("ready");
-    const p = status(server.recv());
+    const p = rejectionStatus(server.recv());
     proc.kill("SIGKILL");
     await proc.exited;
     expect(await p).toBe(Status.PEER_CLOSE);
@@ -583,7 +570,7 @@ describe("dead peers", () => {
       }
     }
     expect([Status.PEER_CLOSE as number, Status.INVALID_STATE]).toContain(s);
-    expect(await status(a.send({ tag: "EMPTY" }))).toBe(Status.INVALID_STATE);
+    expect(await rejectionStatus(a.send({ tag: "EMPTY" }))).toBe(Status.INVALID_STATE);
     await a.close();
   });
 
@@ -594,7 +581,7 @@ describe("dead peers", () => {
     c.setEndpoint(ConnectionMode.LOCAL, path);
     const [, s1] = await Promise.all([c.connect(), listener.accept()]);
     await c.reset();
-    expect(await status(s1.recv())).toBe(Status.PEER_RESET);
+    expect(await rejectionStatus(s1.recv())).toBe(Status.PEER_RESET);
     const [, s2] = await Promise.all([c.connect(), listener.accept()]);
     await c.send({ tag: "EMPTY" });
     expect((await s2.recv()).name).toBe("EMPTY");

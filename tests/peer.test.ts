@@ -17,6 +17,7 @@ import { localToken, tokenCanAccess, tokenHash, tokenToString, tokensEqual } fro
 import type { ByteReader, ByteWriter, HandleCodec } from "../lib/codec/io.ts";
 import { fdLeakCheck } from "./helpers/fds.ts";
 import { useTempDir } from "./helpers/tmp.ts";
+import { rejectionStatus, throwStatus } from "./helpers/status.ts";
 import { asyncProtocol, counterProtocol, multicallProtocol } from "./fixtures/peer-protocol.ts";
 import { Lw } from "../lib/lw.ts";
 
@@ -26,25 +27,7 @@ const child = new URL("./fixtures/peer-child.ts", import.meta.url).pathname;
 let sockN = 0;
 const sockPath = () => tmp.join(`s${++sockN}.sock`);
 
-async function statusOf(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof LwMsgError) return e.status;
-    throw e;
-  }
-  throw new Error("expected a rejection");
-}
 
-function syncStatus(fn: () => unknown): number {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof LwMsgError) return e.status;
-    throw e;
-  }
-  throw new Error("expected a throw");
-}
 
 async function until(cond: () => boolean, ms = 3000, what = "condition"): Promise<void> {
   const end = performance.now() + ms;
@@ -168,7 +151,7 @@ describe("test-async.c", () => {
       await until(() => state.started === 1, 3000, "dispatch");
       await Bun.sleep(25);
       await client.disconnect();
-      expect(await statusOf(p)).toBe(Status.CANCELLED);
+      expect(await rejectionStatus(p)).toBe(Status.CANCELLED);
       await until(() => state.cancels === 1, 3000, "server-side cancel");
       await server.close();
     });
@@ -188,7 +171,7 @@ describe("test-async.c", () => {
       await until(() => state.started === 1, 3000, "dispatch");
       await server.stopListen(); // returns once the cancelled handler has settled
       expect(state.cancels).toBe(1);
-      const st = await statusOf(p);
+      const st = await rejectionStatus(p);
       expect(st).not.toBe(Status.SUCCESS);
       expect([Status.PEER_CLOSE, Status.PEER_RESET] as number[]).toContain(st);
       await client.close();
@@ -233,7 +216,7 @@ describe("test-async.c", () => {
     const s = await client.connect();
     const ac = new AbortController();
     ac.abort();
-    expect(await statusOf(s.call({ tag: "ASYNC_REQUEST" }, { signal: ac.signal }))).toBe(Status.CANCELLED);
+    expect(await rejectionStatus(s.call({ tag: "ASYNC_REQUEST" }, { signal: ac.signal }))).toBe(Status.CANCELLED);
     await s.call({ tag: "SYNC_REQUEST" });
     expect(state.started).toBe(0);
     await client.close();
@@ -246,7 +229,7 @@ describe("test-async.c", () => {
     await f.server.startListen();
     const s = await f.client.connect();
     const t0 = performance.now();
-    expect(await statusOf(s.call({ tag: "ASYNC_REQUEST" }, { timeout: 60 }))).toBe(Status.TIMEOUT);
+    expect(await rejectionStatus(s.call({ tag: "ASYNC_REQUEST" }, { timeout: 60 }))).toBe(Status.TIMEOUT);
     expect(performance.now() - t0).toBeLessThan(1000);
     await until(() => f.state.cancels === 1, 3000, "server-side cancel after a timeout");
     expect((await s.call({ tag: "SYNC_REQUEST" })).name).toBe("GENERIC_RESPONSE");
@@ -287,14 +270,14 @@ describe("test-client-server.c", () => {
     await server.startListen();
     const late = new Peer(multicallProtocol);
     late.addConnectEndpoint(ConnectionMode.LOCAL, path);
-    expect(await statusOf((await late.connect()).call({ tag: "PING_REQUEST" }))).toBe(Status.CONNECTION_REFUSED);
+    expect(await rejectionStatus((await late.connect()).call({ tag: "PING_REQUEST" }))).toBe(Status.CONNECTION_REFUSED);
     await late.close();
     await server.close();
 
     const bad = new Peer(multicallProtocol);
     const [x, y] = socketPair(); // connected, not bindable: listen() is EINVAL
     bad.addListenFd(ConnectionMode.LOCAL, x);
-    expect(await statusOf(bad.startListen())).toBe(Status.INVALID_PARAMETER);
+    expect(await rejectionStatus(bad.startListen())).toBe(Status.INVALID_PARAMETER);
     await bad.close();
     closeFd(y);
   });
@@ -327,7 +310,7 @@ describe("test-client-server.c", () => {
     const s1 = await f.client.connect();
     expect((await s1.call({ tag: "PING_REQUEST" })).name).toBe("PING_REPLY");
     await f.client.disconnect();
-    expect(await statusOf(s1.call({ tag: "PING_REQUEST" }))).toBe(Status.INVALID_STATE);
+    expect(await rejectionStatus(s1.call({ tag: "PING_REQUEST" }))).toBe(Status.INVALID_STATE);
     const s2 = await f.client.connect();
     expect(s2).not.toBe(s1);
     expect((await s2.call({ tag: "PING_REQUEST" })).name).toBe("PING_REPLY");
@@ -337,7 +320,7 @@ describe("test-client-server.c", () => {
   test("call_fail_start_call: a call fails before the server starts and succeeds after", async () => {
     const f = multicallPair();
     const s = await f.client.connect();
-    expect(await statusOf(s.call({ tag: "PING_REQUEST" }))).toBe(Status.FILE_NOT_FOUND);
+    expect(await rejectionStatus(s.call({ tag: "PING_REQUEST" }))).toBe(Status.FILE_NOT_FOUND);
     await f.server.startListen();
     expect((await s.call({ tag: "PING_REQUEST" })).name).toBe("PING_REPLY");
     await f.close();
@@ -349,7 +332,7 @@ describe("test-client-server.c", () => {
     const s = await f.client.connect();
     await s.call({ tag: "PING_REQUEST" });
     await f.server.stopListen();
-    const st = await statusOf(s.call({ tag: "PING_REQUEST" }));
+    const st = await rejectionStatus(s.call({ tag: "PING_REQUEST" }));
     expect(st).not.toBe(Status.SUCCESS);
     expect(st).toBe(Status.FILE_NOT_FOUND);
     await f.close();
@@ -384,7 +367,7 @@ describe("test-client-server.c", () => {
       // alone, it is the call's error
       const lone = new Peer(multicallProtocol, { timeouts: { establish: 50 } });
       lone.addConnectEndpoint(ConnectionMode.LOCAL, silent);
-      expect(await statusOf((await lone.connect()).call({ tag: "PING_REQUEST" }))).toBe(Status.TIMEOUT);
+      expect(await rejectionStatus((await lone.connect()).call({ tag: "PING_REQUEST" }))).toBe(Status.TIMEOUT);
       await lone.close();
     } finally {
       closeFd(lfd);
@@ -402,7 +385,7 @@ describe("test-client-server.c", () => {
       const p = s.call({ tag: "PING_REQUEST" });
       await Bun.sleep(30);
       await client.disconnect();
-      expect(await statusOf(p)).toBe(Status.CANCELLED);
+      expect(await rejectionStatus(p)).toBe(Status.CANCELLED);
     } finally {
       closeFd(lfd);
     }
@@ -412,7 +395,7 @@ describe("test-client-server.c", () => {
     const f = multicallPair();
     await f.server.startListen();
     const s = await f.client.connect();
-    expect(await statusOf(s.call({ tag: "PING_REQUEST" }, { timeout: -5 }))).toBe(Status.INVALID_PARAMETER);
+    expect(await rejectionStatus(s.call({ tag: "PING_REQUEST" }, { timeout: -5 }))).toBe(Status.INVALID_PARAMETER);
     expect((await s.call({ tag: "PING_REQUEST" }, { timeout: 5000 })).name).toBe("PING_REPLY");
     await f.close();
   });
@@ -429,7 +412,7 @@ describe("test-client-server.c", () => {
     expect(r.name).toBe("MULTICALL_REPLY");
     expect(r.data).toEqual({ num_values: 5, values: values.map(times2) });
     s.unregisterHandle(h);
-    expect(syncStatus(() => s.unregisterHandle(h))).toBe(Status.INVALID_HANDLE);
+    expect(throwStatus(() => s.unregisterHandle(h))).toBe(Status.INVALID_HANDLE);
     await f.client.disconnect();
     await f.server.stopListen();
     await f.close();
@@ -466,10 +449,10 @@ describe("test-client-server.c", () => {
   test("start_listen_on_bad_endpoint_fails: FILE_NOT_FOUND, sticky for later start/stop", async () => {
     const server = new Peer(multicallProtocol);
     server.addListenEndpoint(ConnectionMode.LOCAL, "/bogus/endpoint/sock", 0o600);
-    expect(await statusOf(server.startListen())).toBe(Status.FILE_NOT_FOUND);
+    expect(await rejectionStatus(server.startListen())).toBe(Status.FILE_NOT_FOUND);
     expect(server.listenState).toBe("error");
-    expect(await statusOf(server.startListen())).toBe(Status.FILE_NOT_FOUND);
-    expect(await statusOf(server.stopListen())).toBe(Status.FILE_NOT_FOUND);
+    expect(await rejectionStatus(server.startListen())).toBe(Status.FILE_NOT_FOUND);
+    expect(await rejectionStatus(server.stopListen())).toBe(Status.FILE_NOT_FOUND);
     await server.close();
   });
 
@@ -509,9 +492,9 @@ describe("test-client-server.c", () => {
     await Bun.sleep(50);
     await server.startListen();
     // A call reconnects (the server sends a new accept cookie): the old handle is gone.
-    const st = await statusOf(s.call({ tag: "COUNTER_READ", data: h }));
+    const st = await rejectionStatus(s.call({ tag: "COUNTER_READ", data: h }));
     expect(st).toBe(Status.INVALID_HANDLE); // the stale handle cannot even be sent
-    expect(syncStatus(() => s.getHandleLocation(h))).toBe(Status.INVALID_HANDLE);
+    expect(throwStatus(() => s.getHandleLocation(h))).toBe(Status.INVALID_HANDLE);
     s.releaseHandle(h);
     await client.close();
     await server.close();
@@ -569,7 +552,7 @@ describe("test-client-server.c", () => {
     const [a, b] = socketPair();
     const accepted = server.acceptFd(ConnectionMode.PAIR, b);
     const s = await client.connectFd(ConnectionMode.PAIR, a);
-    expect(await statusOf(client.connectFd(ConnectionMode.PAIR, 999))).toBe(Status.INVALID_STATE);
+    expect(await rejectionStatus(client.connectFd(ConnectionMode.PAIR, 999))).toBe(Status.INVALID_STATE);
     expect((await s.call({ tag: "PING_REQUEST" })).name).toBe("PING_REPLY");
     const ss = await accepted;
     // PAIR mode: both tokens are this process's own ids.
@@ -717,7 +700,7 @@ describe("call protocol (§7.4) against a bare Connection", () => {
     await until(() => slow.started === 1);
     await raw.send({ tag: "SLOW_REQUEST", data: { id: 2 }, cookie: 7 });
     // the in-flight call is cancelled when the association goes; the server sends SHUTDOWN
-    expect(await statusOf(raw.recv())).toBe(Status.PEER_CLOSE);
+    expect(await rejectionStatus(raw.recv())).toBe(Status.PEER_CLOSE);
     await until(() => slow.cancels === 1);
     slow.release.resolve();
     raw.destroy();
@@ -732,7 +715,7 @@ describe("call protocol (§7.4) against a bare Connection", () => {
     raw.setEndpoint(ConnectionMode.LOCAL, (server as any).listenPoints[0].path);
     await raw.connect();
     await raw.send({ tag: "ALIEN", cookie: 1 });
-    expect(await statusOf(raw.recv())).toBe(Status.PEER_CLOSE);
+    expect(await rejectionStatus(raw.recv())).toBe(Status.PEER_CLOSE);
     raw.destroy();
     await server.close();
   });
@@ -810,12 +793,12 @@ describe("call protocol (§7.4) against a bare Connection", () => {
     const m2 = await raw.recv();
     expect(m2.cookie).toBe(2);
     await raw.send({ tag: -1, flags: MessageFlags.REPLY, status: Status.CANCELLED, cookie: 1 });
-    expect(await statusOf(p1)).toBe(Status.CANCELLED);
+    expect(await rejectionStatus(p1)).toBe(Status.CANCELLED);
     await raw.send({ tag: "PING_REPLY", flags: MessageFlags.REPLY, cookie: 2 });
     await p2;
     raw.destroy();
     // the server side went away: the client session notices at the next call
-    expect(await statusOf(s.call({ tag: "PING_REQUEST" }))).toBe(Status.PEER_CLOSE);
+    expect(await rejectionStatus(s.call({ tag: "PING_REQUEST" }))).toBe(Status.PEER_CLOSE);
     await client.close();
   });
 
@@ -870,14 +853,14 @@ describe("call protocol (§7.4) against a bare Connection", () => {
     await s.call({ tag: "PING_REQUEST" }).catch(() => {}); // connect first (UNSUPPORTED is fine)
     const calls: Promise<ReceivedMessage>[] = [];
     for (let i = 0; i < 65536; i++) calls.push(s.call({ tag: "SLOW_REQUEST", data: { id: i } }) as Promise<any>);
-    expect(await statusOf(s.call({ tag: "PING_REQUEST" }))).toBe(Status.BUSY);
+    expect(await rejectionStatus(s.call({ tag: "PING_REQUEST" }))).toBe(Status.BUSY);
     await until(() => started === 65536, 20_000, "all 65,536 calls dispatched");
     release.resolve();
     const replies = await Promise.all(calls);
     expect(replies.length).toBe(65536);
     expect(new Set(replies.map((r) => r.cookie)).size).toBe(65536);
     // cookies free again
-    expect((await statusOf(s.call({ tag: "PING_REQUEST" })))).toBe(Status.UNSUPPORTED);
+    expect((await rejectionStatus(s.call({ tag: "PING_REQUEST" })))).toBe(Status.UNSUPPORTED);
     await client.close();
     await server.close();
   }, 30_000);
@@ -886,10 +869,10 @@ describe("call protocol (§7.4) against a bare Connection", () => {
     const f = multicallPair();
     await f.server.startListen();
     const s = await f.client.connect();
-    expect(await statusOf(s.call({ tag: "ECHO_REQUEST", data: { n: -1, s: "x" } }))).toBe(Status.OVERFLOW);
-    expect(await statusOf(s.call({ tag: "NOT_A_MESSAGE" } as any))).toBe(Status.MALFORMED);
+    expect(await rejectionStatus(s.call({ tag: "ECHO_REQUEST", data: { n: -1, s: "x" } }))).toBe(Status.OVERFLOW);
+    expect(await rejectionStatus(s.call({ tag: "NOT_A_MESSAGE" } as any))).toBe(Status.MALFORMED);
     const foreign = new Handle("IntFunction", HandleLocation.LOCAL, 0, () => 1);
-    expect(await statusOf(s.call({ tag: "MULTICALL_REQUEST", data: { func: foreign, num_values: 0, values: [] } }))).toBe(Status.INVALID_HANDLE);
+    expect(await rejectionStatus(s.call({ tag: "MULTICALL_REQUEST", data: { func: foreign, num_values: 0, values: [] } }))).toBe(Status.INVALID_HANDLE);
     expect((await s.call({ tag: "PING_REQUEST" })).name).toBe("PING_REPLY");
     await f.close();
   });
@@ -1004,7 +987,7 @@ describe("sessions and handles", () => {
   test("handle API: register/retain/release/unregister, cleanup once at zero, INVALID_HANDLE after", () => {
     const s = new Session(counterProtocol, "outgoing", { call: () => Promise.reject(new Error("no")) });
     const cleaned: unknown[] = [];
-    expect(syncStatus(() => s.registerHandle("CounterHandle", null))).toBe(Status.INVALID_PARAMETER);
+    expect(throwStatus(() => s.registerHandle("CounterHandle", null))).toBe(Status.INVALID_PARAMETER);
     const h = s.registerHandle("CounterHandle", { n: 1 }, (d) => cleaned.push(d));
     const h2 = s.registerHandle("CounterHandle", { n: 2 });
     expect([h.id, h2.id, h.refs, h.location]).toEqual([0, 1, 1, HandleLocation.LOCAL]);
@@ -1015,15 +998,15 @@ describe("sessions and handles", () => {
     expect(s.getHandleData(h)).toEqual({ n: 1 });
     s.unregisterHandle(h);
     expect(cleaned).toEqual([{ n: 1 }]);
-    expect(syncStatus(() => s.getHandleData(h))).toBe(Status.INVALID_HANDLE);
-    expect(syncStatus(() => s.getHandleLocation(h))).toBe(Status.INVALID_HANDLE);
-    expect(syncStatus(() => s.unregisterHandle(h))).toBe(Status.INVALID_HANDLE);
+    expect(throwStatus(() => s.getHandleData(h))).toBe(Status.INVALID_HANDLE);
+    expect(throwStatus(() => s.getHandleLocation(h))).toBe(Status.INVALID_HANDLE);
+    expect(throwStatus(() => s.unregisterHandle(h))).toBe(Status.INVALID_HANDLE);
     s.releaseHandle(h); // harmless past zero
     expect(cleaned.length).toBe(1);
     // a handle of another session is not ours
     const other = new Session(counterProtocol, "outgoing", { call: () => Promise.reject(new Error("no")) });
     const foreign = other.registerHandle("CounterHandle", 1);
-    expect(syncStatus(() => s.getHandleData(foreign))).toBe(Status.INVALID_HANDLE);
+    expect(throwStatus(() => s.getHandleData(foreign))).toBe(Status.INVALID_HANDLE);
     // ids are reused only when free
     const h3 = s.registerHandle("CounterHandle", 3);
     expect(h3.id).toBe(2);
@@ -1040,30 +1023,30 @@ describe("sessions and handles", () => {
     const w = new ByteWriter(64);
     a.writeHandle(w, h, "IntFunction", 2 /* local for sender */, false);
     expect([...w.written()]).toEqual([1, 0, 0, 0, 0]);
-    expect(syncStatus(() => a.writeHandle(new ByteWriter(8), h, "IntFunction", 1 /* local for receiver */, false))).toBe(Status.INVALID_HANDLE);
-    expect(syncStatus(() => a.writeHandle(new ByteWriter(8), h, "Other", 0, false))).toBe(Status.INVALID_HANDLE);
-    expect(syncStatus(() => a.writeHandle(new ByteWriter(8), null, "IntFunction", 0, true))).toBe(Status.INVALID_HANDLE);
+    expect(throwStatus(() => a.writeHandle(new ByteWriter(8), h, "IntFunction", 1 /* local for receiver */, false))).toBe(Status.INVALID_HANDLE);
+    expect(throwStatus(() => a.writeHandle(new ByteWriter(8), h, "Other", 0, false))).toBe(Status.INVALID_HANDLE);
+    expect(throwStatus(() => a.writeHandle(new ByteWriter(8), null, "IntFunction", 0, true))).toBe(Status.INVALID_HANDLE);
     // b receives it: a proxy (REMOTE), the same object each time
     const p1 = b.readHandle(new ByteReader(w.written()), "IntFunction", 2, false) as Handle;
     const p2 = b.readHandle(new ByteReader(w.written()), "IntFunction", 0, false) as Handle;
     expect(p1).toBe(p2);
     expect([p1.location, p1.id, p1.refs]).toEqual([HandleLocation.REMOTE, 0, 1]);
-    expect(syncStatus(() => b.readHandle(new ByteReader(w.written()), "IntFunction", 1, false))).toBe(Status.INVALID_HANDLE);
-    expect(syncStatus(() => b.readHandle(new ByteReader(w.written()), "Other", 0, false))).toBe(Status.INVALID_HANDLE);
+    expect(throwStatus(() => b.readHandle(new ByteReader(w.written()), "IntFunction", 1, false))).toBe(Status.INVALID_HANDLE);
+    expect(throwStatus(() => b.readHandle(new ByteReader(w.written()), "Other", 0, false))).toBe(Status.INVALID_HANDLE);
     // b sends it back: locality byte REMOTE(2) from b's view, resolved to a's own handle
     const w2 = new ByteWriter(64);
     b.writeHandle(w2, p1, "IntFunction", 1, false);
     expect([...w2.written()]).toEqual([2, 0, 0, 0, 0]);
     expect(a.readHandle(new ByteReader(w2.written()), "IntFunction", 1, false)).toBe(h);
     // an id a never issued, claimed to be a's: INVALID_HANDLE
-    expect(syncStatus(() => a.readHandle(new ByteReader(new Uint8Array([2, 0, 0, 0, 9])), "IntFunction", 0, false))).toBe(Status.INVALID_HANDLE);
-    expect(syncStatus(() => a.readHandle(new ByteReader(new Uint8Array([3, 0, 0, 0, 9])), "IntFunction", 0, false))).toBe(Status.MALFORMED);
-    expect(syncStatus(() => a.readHandle(new ByteReader(new Uint8Array([1, 0, 0])), "IntFunction", 0, false))).toBe(Status.EOF);
+    expect(throwStatus(() => a.readHandle(new ByteReader(new Uint8Array([2, 0, 0, 0, 9])), "IntFunction", 0, false))).toBe(Status.INVALID_HANDLE);
+    expect(throwStatus(() => a.readHandle(new ByteReader(new Uint8Array([3, 0, 0, 0, 9])), "IntFunction", 0, false))).toBe(Status.MALFORMED);
+    expect(throwStatus(() => a.readHandle(new ByteReader(new Uint8Array([1, 0, 0])), "IntFunction", 0, false))).toBe(Status.EOF);
     expect(a.readHandle(new ByteReader(new Uint8Array([0])), "IntFunction", 0, false)).toBe(null);
-    expect(syncStatus(() => a.readHandle(new ByteReader(new Uint8Array([0])), "IntFunction", 0, true))).toBe(Status.INVALID_HANDLE);
+    expect(throwStatus(() => a.readHandle(new ByteReader(new Uint8Array([0])), "IntFunction", 0, true))).toBe(Status.INVALID_HANDLE);
     // after unregister, sending it is INVALID_HANDLE
     a.unregisterHandle(h);
-    expect(syncStatus(() => a.writeHandle(new ByteWriter(8), h, "IntFunction", 0, false))).toBe(Status.INVALID_HANDLE);
+    expect(throwStatus(() => a.writeHandle(new ByteWriter(8), h, "IntFunction", 0, false))).toBe(Status.INVALID_HANDLE);
   });
 
   test("server sessions end with their connection: handle cleanups run, then the destructor", async () => {
@@ -1098,14 +1081,14 @@ describe("sessions and handles", () => {
   test("configuration: only while stopped; bad values are INVALID_PARAMETER", async () => {
     const path = sockPath();
     const p = new Peer(multicallProtocol);
-    expect(syncStatus(() => (p.maxClients = 0))).toBe(Status.INVALID_PARAMETER);
-    expect(syncStatus(() => p.setTimeout("idle", -1))).toBe(Status.INVALID_PARAMETER);
-    expect(syncStatus(() => p.addDispatch({ NOPE: () => undefined } as any))).toBe(Status.INVALID_PARAMETER);
-    expect(syncStatus(() => p.addListenEndpoint(ConnectionMode.PAIR, path))).toBe(Status.UNSUPPORTED);
+    expect(throwStatus(() => (p.maxClients = 0))).toBe(Status.INVALID_PARAMETER);
+    expect(throwStatus(() => p.setTimeout("idle", -1))).toBe(Status.INVALID_PARAMETER);
+    expect(throwStatus(() => p.addDispatch({ NOPE: () => undefined } as any))).toBe(Status.INVALID_PARAMETER);
+    expect(throwStatus(() => p.addListenEndpoint(ConnectionMode.PAIR, path))).toBe(Status.UNSUPPORTED);
     p.addListenEndpoint(ConnectionMode.LOCAL, path);
     await p.startListen();
-    expect(syncStatus(() => (p.maxClients = 5))).toBe(Status.INVALID_STATE);
-    expect(syncStatus(() => p.setTimeout("message", 5))).toBe(Status.INVALID_STATE);
+    expect(throwStatus(() => (p.maxClients = 5))).toBe(Status.INVALID_STATE);
+    expect(throwStatus(() => p.setTimeout("message", 5))).toBe(Status.INVALID_STATE);
     await p.close();
     p.maxClients = 5;
     expect(p.maxClients).toBe(5);

@@ -1,0 +1,24 @@
+/** The lwmsg status a failing call ends with; anything but an LwMsgError (or success) fails the test. */
+import { LwMsgError } from "../../lib/status.ts";
+
+/** Status of the LwMsgError `p` rejects with. */
+export async function rejectionStatus(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof LwMsgError) return e.status;
+    throw e;
+  }
+  throw new Error("expected a rejection");
+}
+
+/** Status of the LwMsgError `fn` throws. */
+export function throwStatus(fn: () => unknown): number {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof LwMsgError) return e.status;
+    throw e;
+  }
+  throw new Error("expected a throw");
+}
