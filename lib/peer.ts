@@ -244,7 +244,6 @@ class AssocTask implements SessionTask {
   pump = (): void => {
     this.pumpQueued = false;
     if (this.waiting) return;
-    const conn = this.conn;
     while (this.status === 0) {
       if (this.out.size === 0 && this.inCalls.size === 0 && this.parkable()) {
         this.parked = true;
@@ -257,23 +256,32 @@ class AssocTask implements SessionTask {
         return;
       }
       this.parked = false;
-      const p = conn.recv();
-      const st = peek.status(p);
-      if (st === "fulfilled") {
-        this.dispatch(peek(p) as ReceivedMessage);
-        continue;
-      }
-      if (st === "rejected") {
-        const e = peek(p);
-        p.then(undefined, noop);
-        this.recvFailed(e);
-        return;
-      }
-      this.waiting = true;
-      p.then(this.onRecv, this.onRecvError);
-      return;
+      if (!this.recvOnce()) return;
     }
   };
+
+  /**
+   * One recv(): a message that is already there is dispatched now (no
+   * promise hop); otherwise wait on it. False when the loop should stop
+   * (waiting, or the connection failed).
+   */
+  private recvOnce(): boolean {
+    const p = this.conn.recv();
+    const st = peek.status(p);
+    if (st === "fulfilled") {
+      this.dispatch(peek(p) as ReceivedMessage);
+      return true;
+    }
+    if (st === "rejected") {
+      const e = peek(p);
+      p.then(undefined, noop);
+      this.recvFailed(e);
+      return false;
+    }
+    this.waiting = true;
+    p.then(this.onRecv, this.onRecvError);
+    return false;
+  }
 
   private onRecv = (m: ReceivedMessage): void => {
     this.waiting = false;
@@ -308,23 +316,7 @@ class AssocTask implements SessionTask {
   /** Take in synchronously whatever the socket already holds (before a call on a parked connection). */
   private drainParked(): void {
     this.parked = false;
-    const conn = this.conn;
-    while (this.status === 0 && !this.waiting) {
-      const p = conn.recv();
-      const st = peek.status(p);
-      if (st === "fulfilled") {
-        this.dispatch(peek(p) as ReceivedMessage);
-        continue;
-      }
-      if (st === "rejected") {
-        const e = peek(p);
-        p.then(undefined, noop);
-        this.recvFailed(e);
-        return;
-      }
-      this.waiting = true;
-      p.then(this.onRecv, this.onRecvError);
-    }
+    while (this.status === 0 && !this.waiting && this.recvOnce());
   }
 
   private schedulePump(): void {
