@@ -11,7 +11,7 @@ import * as RT from "./runtime.ts";
 
 export class DecGen extends Gen {
   /** Decode into the already-declared variable `t`. `reserved`: fixedSize(w) bytes were already bounds-checked. `reg`: the aliasable object id under which `t` must be registered as soon as it exists (for cycles). */
-  value(w: WireType, t: string, sc: Scope, reserved: boolean, reg: Reg | null = null): void {
+  override value(w: WireType, t: string, sc: Scope, reserved: boolean, reg: Reg | null = null): void {
     const P = () => pathExpr(sc.path);
     switch (w.kind) {
       case "int": {
@@ -135,18 +135,7 @@ export class DecGen extends Gen {
   }
 
   union(w: WireUnion, t: string, sc: Scope): void {
-    this.flush();
-    const tag = this.v("t");
-    this.emit(`const ${tag} = ${this.tagOf(sc, w.discrim)};`);
-    this.emit(`switch (${tag}) {`);
-    for (const arm of w.arms) {
-      this.emit(`case ${arm.tag}: {`);
-      this.value(arm.type, t, sc, false);
-      this.flush();
-      this.emit(`break; }`);
-    }
-    this.emit(`default: throw $.fail(${Status.MALFORMED}, ${pathExpr(sc.path)}, "unknown union tag " + ${tag});`);
-    this.emit(`}`);
+    this.unionSwitch(w, t, sc);
   }
 
   pointer(w: WirePointer, t: string, sc: Scope, reserved: boolean): void {

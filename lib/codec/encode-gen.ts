@@ -10,7 +10,7 @@ import { Gen, pathExpr, prop, type Scope } from "./gen.ts";
 
 export class EncGen extends Gen {
   /** Encode the value held in local `x`. `reserved`: the caller already ensured fixedSize(w) bytes. */
-  value(w: WireType, x: string, sc: Scope, reserved: boolean): void {
+  override value(w: WireType, x: string, sc: Scope, reserved: boolean): void {
     const P = () => pathExpr(sc.path);
     switch (w.kind) {
       case "int": {
@@ -126,18 +126,7 @@ export class EncGen extends Gen {
 
   union(w: WireUnion, x: string, sc: Scope): void {
     this.verify(w, x, sc);
-    this.flush();
-    const t = this.v("t");
-    this.emit(`const ${t} = ${this.tagOf(sc, w.discrim)};`);
-    this.emit(`switch (${t}) {`);
-    for (const arm of w.arms) {
-      this.emit(`case ${arm.tag}: {`);
-      this.value(arm.type, x, sc, false);
-      this.flush();
-      this.emit(`break; }`);
-    }
-    this.emit(`default: throw $.fail(${Status.MALFORMED}, ${pathExpr(sc.path)}, "unknown union tag " + ${t});`);
-    this.emit(`}`);
+    this.unionSwitch(w, x, sc);
   }
 
   pointer(w: WirePointer, x: string, sc: Scope, reserved: boolean): void {

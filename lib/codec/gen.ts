@@ -4,7 +4,8 @@
  * struct's members. Encoder and decoder generators extend {@link Gen}.
  * @module
  */
-import type { WireEnum, WireInt, WireStruct, WireType } from "../types.ts";
+import { Status } from "../status.ts";
+import type { WireEnum, WireInt, WireStruct, WireType, WireUnion } from "../types.ts";
 import { bad, typeKey, type Analysis } from "./analyze.ts";
 
 /** One piece of a field path: a constant, or a JS variable holding an index. */
@@ -148,6 +149,31 @@ export class Gen {
     const { expr, type } = this.domValue(sc, name, "length member");
     if (type && type.kind === "int" && type.width < 8 && !type.signed) return expr;
     return `$.count(${expr}, ${pathExpr(sc.path)})`;
+  }
+
+  /** Code for one value; each generator (encode, decode) supplies its own. */
+  value(_w: WireType, _x: string, _sc: Scope, _reserved: boolean): void {
+    throw new Error("Gen.value: implemented by EncGen/DecGen");
+  }
+
+  /**
+   * A union (§2.3): only the active arm, chosen by the discriminator read
+   * from the dominating struct; an unknown tag is MALFORMED. Same code for
+   * both directions, `x` being the value written or the target assigned.
+   */
+  unionSwitch(w: WireUnion, x: string, sc: Scope): void {
+    this.flush();
+    const t = this.v("t");
+    this.emit(`const ${t} = ${this.tagOf(sc, w.discrim)};`);
+    this.emit(`switch (${t}) {`);
+    for (const arm of w.arms) {
+      this.emit(`case ${arm.tag}: {`);
+      this.value(arm.type, x, sc, false);
+      this.flush();
+      this.emit(`break; }`);
+    }
+    this.emit(`default: throw $.fail(${Status.MALFORMED}, ${pathExpr(sc.path)}, "unknown union tag " + ${t});`);
+    this.emit(`}`);
   }
 
   tagOf(sc: Scope, name: string): string {
