@@ -1170,6 +1170,8 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
     }
     this.failDrainWaiters(e);
     this.dropSendQueue();
+    // Nothing will be parsed any more: fds not yet claimed by a message can never be (MSG_CTRUNC included).
+    this.closeQueuedInFds();
     this.unrefIfIdle();
   }
 

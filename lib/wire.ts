@@ -49,7 +49,8 @@ export function writeMessageHeader(
 
 /** A CONNECT or ACCEPT greeting (19 bytes). */
 export function encodeGreeting(type: 2 | 3, packetSize: number, cookie: Uint8Array, flags = 0): Uint8Array {
-  const b = new Uint8Array(GREETING_SIZE);
+  // Backed by its own ArrayBuffer: the bytes go to the shim by pointer (small inline typed arrays may move).
+  const b = new Uint8Array(new ArrayBuffer(GREETING_SIZE));
   const v = new DataView(b.buffer);
   v.setUint32(0, GREETING_SIZE);
   b[4] = type;
@@ -81,7 +82,7 @@ export function decodeGreeting(b: Uint8Array, expect: 2 | 3): Greeting {
 }
 
 export function encodeShutdown(status: number): Uint8Array {
-  const b = new Uint8Array(SHUTDOWN_SIZE);
+  const b = new Uint8Array(new ArrayBuffer(SHUTDOWN_SIZE));
   const v = new DataView(b.buffer);
   v.setUint32(0, SHUTDOWN_SIZE);
   b[4] = PacketType.SHUTDOWN;

@@ -505,6 +505,22 @@ describe("fd passing", () => {
     raw.close();
   });
 
+  test("fds still waiting for their message are closed as soon as the connection fails", async () => {
+    const { c, raw } = await acceptedRawPair();
+    const before = openFdCount();
+    const [x, y] = socketPair();
+    // The FIRST fragment of a two-fd message carries the fds; then a packet that breaks the stream.
+    raw.write(hex("00000011 01 01 00 00000000 0000 0004 ffff"), [x, y]);
+    closeFd(x);
+    closeFd(y);
+    raw.write(hex("00000013 02 03 00 00002000 0000000000000000"));
+    expect(await rejectionStatus(c.recv())).toBe(Status.MALFORMED);
+    expect(c.state).toBe(AssocState.ERROR);
+    expect(openFdCount()).toBe(before); // without close(): nothing can claim them any more
+    await c.close();
+    raw.close();
+  });
+
   test("10,000 messages each carrying an fd", async () => {
     const [a, b] = await Connection.pair(testProtocol);
     const file = tmp.join("many.txt");
