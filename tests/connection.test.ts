@@ -7,6 +7,8 @@ import { Status, LwMsgError } from "../lib/status.ts";
 import { socketPair, closeFd, listenPath, fdIsOpen, fdIsCloexec } from "../lib/native/socket.ts";
 import { MessageFlags } from "../lib/wire.ts";
 import { Poller } from "../lib/native/poller.ts";
+import { Session } from "../lib/session.ts";
+import { Handle, HandleLocation } from "../lib/handle.ts";
 import { fdLeakCheck, openFdCount } from "./helpers/fds.ts";
 import { useTempDir } from "./helpers/tmp.ts";
 import { rejectionStatus, throwStatus } from "./helpers/status.ts";
@@ -420,6 +422,86 @@ describe("messages", () => {
       const m = await b.recv();
       if (m.data.a !== i) throw new Error(`out of order at ${i}: ${m.data.a}`);
     }
+    await a.close();
+    await b.close();
+  });
+});
+
+describe("test-assoc.c shapes", () => {
+  for (const packetSize of [8192, 512]) {
+    test(`foo_send_recv${packetSize === 512 ? "_fragment" : ""}: {int16 size} → 1024-element flexible int16 array (packet size ${packetSize})`, async () => {
+      const [a, b] = await Connection.pair(testProtocol, { packetSize });
+      await a.send({ tag: "FOO_REQ", data: { size: 1024 } });
+      const req = await b.recv();
+      expect(req.data).toEqual({ size: 1024 });
+      const data = Array.from({ length: 1024 }, (_, i) => i - 512);
+      await b.send({ tag: "FOO_REPL", data: { size: 1024, data } });
+      const rep = await a.recv();
+      expect(rep.data.size).toBe(1024);
+      expect(rep.data.data).toEqual(data);
+      await a.close();
+      await b.close();
+    });
+  }
+
+  /** Two ends of a pair, each with its own session handle table (the default assoc session's role). */
+  async function handlePair() {
+    const [a, b] = await Connection.pair(testProtocol);
+    const noCall = { call: () => Promise.reject(new Error("no calls on a bare association")) };
+    const sa = new Session(testProtocol, "outgoing", noCall);
+    const sb = new Session(testProtocol, "incoming", noCall);
+    a.setHandles(sa);
+    b.setHandles(sb);
+    return { a, b, sa, sb };
+  }
+
+  test("handle_enforce_locality_success and handle_ping_pong: A's handle goes out local-for-sender and comes back as A's own", async () => {
+    const { a, b, sa } = await handlePair();
+    const h = sa.registerHandle("Obj", { name: "state" });
+    await a.send({ tag: "HANDLE_LFS", data: { h } });
+    const proxy = (await b.recv()).data.h as Handle;
+    expect(proxy.location).toBe(HandleLocation.REMOTE);
+    await b.send({ tag: "HANDLE_LFR", data: { h: proxy } });
+    expect((await a.recv()).data.h).toBe(h);
+    await a.send({ tag: "HANDLE", data: { h } });
+    expect((await b.recv()).data.h).toBe(proxy); // the same proxy each time
+    await a.close();
+    await b.close();
+  });
+
+  test("handle_enforce_locality_failure: sending one's own handle where local-for-receiver is required → INVALID_HANDLE, connection usable", async () => {
+    const { a, b, sb } = await handlePair();
+    const own = sb.registerHandle("Obj", 1);
+    expect(await rejectionStatus(b.send({ tag: "HANDLE_LFR", data: { h: own } }))).toBe(Status.INVALID_HANDLE);
+    expect(b.state).toBe(AssocState.IDLE);
+    await b.close();
+    expect(await rejectionStatus(a.recv())).toBe(Status.PEER_CLOSE);
+    await a.close();
+  });
+
+  test("handle_null_success: a NULL handle round trip", async () => {
+    const { a, b } = await handlePair();
+    await a.send({ tag: "HANDLE", data: { h: null } });
+    expect((await b.recv()).data.h).toBeNull();
+    await a.close();
+    await b.close();
+  });
+
+  test("handle_error_synthetic_message: an unregistered handle echoed back arrives SYNTHETIC/INVALID_HANDLE; flags and status travel back", async () => {
+    const { a, b, sa } = await handlePair();
+    const h = sa.registerHandle("Obj", 1);
+    await a.send({ tag: "HANDLE", data: { h } });
+    const proxy = (await b.recv()).data.h as Handle;
+    sa.unregisterHandle(h);
+    await b.send({ tag: "HANDLE", data: { h: proxy } });
+    const m = await a.recv();
+    expect(m.synthetic).toBe(true);
+    expect(m.status).toBe(Status.INVALID_HANDLE);
+    expect(m.tag).toBe(-1);
+    await a.send({ tag: -1, flags: m.flags | MessageFlags.REPLY, status: m.status });
+    const back = await b.recv();
+    expect(back.flags & MessageFlags.REPLY).toBe(MessageFlags.REPLY);
+    expect(back.status).toBe(Status.INVALID_HANDLE);
     await a.close();
     await b.close();
   });
