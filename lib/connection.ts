@@ -419,8 +419,13 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
 
   // ---------------------------------------------------------------- establish
 
-  /** `lwmsg_assoc_connect`: open the socket if an endpoint is set, send CONNECT, receive ACCEPT. */
-  async connect(): Promise<void> {
+  /**
+   * `lwmsg_assoc_connect`: open the socket if an endpoint is set, send
+   * CONNECT, receive ACCEPT. `authorize` runs with the server's token (from
+   * the kernel) before the connection counts as established; throwing closes
+   * it — e.g. `allowUids([0])` so a client only talks to a root daemon.
+   */
+  async connect(authorize?: (token: LocalToken) => void | Promise<void>): Promise<void> {
     if (this.phase !== Phase.START) throw new LwMsgError(Status.INVALID_STATE, `connect: connection is ${this.describePhase()}`);
     if (this.fd < 0 && this.endpoint === null) throw new LwMsgError(Status.INVALID_STATE, "connect: no fd or endpoint set");
     const deadline = this.establishTimeout === null ? null : Date.now() + this.establishTimeout;
@@ -431,7 +436,9 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
       this.attach();
       await this.writeAll(encodeGreeting(PacketType.CONNECT, this.ownPacketSize, this.connectCookie), deadline, "sending CONNECT");
       const g = decodeGreeting(await this.readExact(GREETING_SIZE, deadline, "waiting for ACCEPT"), PacketType.ACCEPT);
-      this.establish(g.packetSize, g.cookie);
+      const token = this.readToken();
+      if (authorize) await authorize(token);
+      this.establish(g.packetSize, g.cookie, token);
     } catch (e) {
       this.failEstablish();
       throw e;
@@ -526,6 +533,22 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
       return Promise.reject(e);
     }
     return this.afterEnqueue();
+  }
+
+  /** True while send() would wait: queued outgoing bytes are at `sendQueueLimit` (the peer is not reading fast enough). */
+  get sendBlocked(): boolean {
+    return this.out.pos - this.sendPos >= this.sendQueueLimit || this.drainWaiters.length > 0;
+  }
+
+  /**
+   * Resolves once send() would no longer wait (queued bytes under
+   * `sendQueueLimit`); rejects if the connection fails first (TIMEOUT after
+   * the message timeout). A server stops reading requests while its replies
+   * cannot drain, so a client that does not read cannot grow its memory.
+   */
+  drained(): Promise<void> {
+    if (this.phase !== Phase.ESTABLISHED) return Promise.reject(this.notEstablished("drained"));
+    return this.sendBlocked ? this.waitDrained() : RESOLVED;
   }
 
   private afterEnqueue(): Promise<void> {
@@ -1324,4 +1347,12 @@ export interface ListenOptions extends ConnectionOptions {
   mode?: number;
   /** `listen()` backlog (default 8, as lwmsg). */
   backlog?: number;
+  /** Refuse (SECURITY) a socket directory that others could write to or that belongs to another user (default true). */
+  checkDirectory?: boolean;
+  /**
+   * An abstract name (leading NUL) has no file permissions: any local user can
+   * connect. `accept()` on one then requires an `authorize` function unless
+   * this is true.
+   */
+  allowAnyUser?: boolean;
 }

@@ -4,7 +4,7 @@
  * compatible with the C library.
  *
  * Layers, bottom up: native → status → types/codec → protocol → connection
- * → session → peer. Each is importable on its own from `lib/`.
+ * → session/security → peer. Each is importable on its own from `lib/`.
  * @module
  */
 export { Status, LwMsgError, statusName, statusShortName, mapErrno, isLwMsgError } from "./status.ts";
@@ -25,6 +25,8 @@ export { peerCredentials, selfCredentials, socketPair } from "./native/socket.ts
 export type { Credentials } from "./native/socket.ts";
 export { Peer } from "./peer.ts";
 export type { DispatchTable, Handler, HandlerReply, SessionHooks, TraceHooks, PeerOptions, PeerTimeouts, Reply } from "./peer.ts";
+export { allowUids, allowGids, sameUser, allOf, anyOf, authorize } from "./security.ts";
+export type { TokenCheck } from "./security.ts";
 export { Session, tokenToString, tokenHash, tokenCanAccess, localTokenGetEid, localTokenGetPid, localToken } from "./session.ts";
 export type { ReplyMessage } from "./session.ts";
 export { Call, CallDirection, CallError } from "./call.ts";

@@ -4,7 +4,7 @@
  * @module
  */
 import { Poller, READABLE, type Watch } from "./native/poller.ts";
-import { acceptFd, closeFd, listenPath, unlinkPath } from "./native/socket.ts";
+import { acceptFd, checkListenDirectory, closeFd, isAbstractPath, listenPath, unlinkPath } from "./native/socket.ts";
 import { Errno, LwMsgError, Status } from "./status.ts";
 import { Connection, ConnectionMode, checkConnectionOptions, checkProtocol, type ListenOptions } from "./connection.ts";
 import type { Protocol } from "./protocol.ts";
@@ -31,19 +31,23 @@ export class Listener<P extends Protocol<any> = Protocol<any>> {
     checkProtocol(protocol);
     checkConnectionOptions(options);
     this.path = path;
+    if (options.checkDirectory !== false) checkListenDirectory(path);
     this.fd = listenPath(path, backlog, mode);
     try {
       this.poller = Poller.shared();
       this.watch = this.poller.watch(this.fd, this.onReadable);
     } catch (e) {
       closeFd(this.fd);
-      if (!path.startsWith("\0")) unlinkPath(path);
+      if (!isAbstractPath(path)) unlinkPath(path);
       throw e;
     }
   }
 
   /** Accept the next client and run the lwmsg handshake (`authorize` as in {@link Connection.accept}). */
   async accept(authorize?: Parameters<Connection["accept"]>[0]): Promise<Connection<P>> {
+    if (authorize === undefined && isAbstractPath(this.path) && this.options.allowAnyUser !== true) {
+      throw new LwMsgError(Status.SECURITY, "accept on an abstract socket name: it has no file permissions, so any local user can connect; pass an authorize function (or allowAnyUser: true when listening)");
+    }
     const fd = await this.acceptRaw();
     const c = new Connection(this.protocol, this.options);
     try {
@@ -103,7 +107,7 @@ export class Listener<P extends Protocol<any> = Protocol<any>> {
     if (this.waiters.length > 0) this.poller.unref();
     for (const w of this.waiters.splice(0)) w.reject(new LwMsgError(Status.CANCELLED, "listener closed"));
     closeFd(this.fd);
-    if (!this.path.startsWith("\0")) unlinkPath(this.path);
+    if (!isAbstractPath(this.path)) unlinkPath(this.path);
   }
 
   [Symbol.asyncDispose](): Promise<void> {

@@ -72,12 +72,13 @@ import { LwMsgError, Status, Errno } from "./status.ts";
 import { MessageFlags, TAG_INVALID } from "./wire.ts";
 import { Poller, READABLE, type Watch } from "./native/poller.ts";
 import { native } from "./native/ffi.ts";
-import { acceptFd, adoptFd, closeFd, listenFd, listenPath, unlinkPath } from "./native/socket.ts";
+import { acceptFd, adoptFd, checkListenDirectory, closeFd, isAbstractPath, listenFd, listenPath, peerCredentials, unlinkPath } from "./native/socket.ts";
 import { Call, CallDirection, CallError, OutgoingCall, onCallTimeout, type CallOptions } from "./call.ts";
-import { Session, tokenCanAccess, type SessionTask, type SessionTransport } from "./session.ts";
+import { Session, tokenCanAccess, type SessionHooks, type SessionTask, type SessionTransport } from "./session.ts";
+import type { TokenCheck } from "./security.ts";
 
 export { Call, CallDirection, CallError, Session };
-export type { CallOptions };
+export type { CallOptions, SessionHooks };
 
 /** What a handler returns: the reply message, or nothing for a reply without payload (tag -1). `status` sends the payload with a non-success status. */
 export type Reply = { tag: string | number; data?: unknown; status?: number } | null | undefined | void;
@@ -92,13 +93,6 @@ export type DispatchTable<P extends Protocol<any> = Protocol<any>> = {
   [K in keyof SpecOf<P> & string]?: ((data: DataOf<SpecOf<P>[K][1]>, call: Call<P>) => HandlerReply<P> | Promise<HandlerReply<P>>) | null;
 };
 
-/** Session constructor/destructor (`lwmsg_peer_set_listen_session_functions`). */
-export interface SessionHooks {
-  /** Runs when a client connects, before ACCEPT is sent, with the client's token. Throwing rejects the client. The return value becomes `session.data`. */
-  construct?(token: LocalToken, session: Session<any>): unknown | Promise<unknown>;
-  /** Runs when the session ends (after its handle cleanups). */
-  destruct?(session: Session<any>): void;
-}
 
 /** Trace hooks (`lwmsg_peer_set_trace_functions`); `call.direction` tells which side. */
 export interface TraceHooks {
@@ -120,6 +114,33 @@ export interface PeerTimeouts {
 export interface PeerOptions extends Omit<ConnectionOptions, "handles" | "timeouts"> {
   /** Most incoming connections at once (default 100); accepting pauses while full. */
   maxClients?: number;
+  /**
+   * Most incoming connections from one effective uid at once (default: no
+   * limit beyond maxClients). Counted from the kernel's credentials right
+   * after accept(), handshakes included; one more is closed at once, before
+   * any byte is read, so one local user cannot take every slot.
+   */
+  maxClientsPerUid?: number | null;
+  /**
+   * Most incoming calls in flight on one session (default 256). A request
+   * beyond it is answered BUSY at once and its payload dropped, which bounds
+   * what one client can make the server hold.
+   */
+  maxCallsPerSession?: number;
+  /**
+   * Client side: checks the server's token (from the kernel) on every connect
+   * and reconnect, e.g. `allowUids([0])`; a refusal fails the connect with
+   * its status (SECURITY) and closes the connection.
+   */
+  authorizeServer?: TokenCheck | null;
+  /** Refuse (SECURITY) to listen in a directory others could write to or that belongs to another user (default true). */
+  checkDirectory?: boolean;
+  /**
+   * Listening on an abstract name (leading NUL) needs a session constructor
+   * (`onSession({ construct })`, e.g. `authorize(sameUser())`): such a name
+   * has no file permissions. `true` allows it without one.
+   */
+  allowAnyUser?: boolean;
   /** `listen()` backlog (default 8). */
   backlog?: number;
   timeouts?: PeerTimeouts;
@@ -184,7 +205,7 @@ class ListenPoint {
     if (this.fd >= 0) {
       closeFd(this.fd);
       this.fd = -1;
-      if (this.path !== null && !this.path.startsWith("\0")) unlinkPath(this.path);
+      if (this.path !== null && !isAbstractPath(this.path)) unlinkPath(this.path);
     }
     this.paused = false;
   }
@@ -202,8 +223,12 @@ class AssocTask implements SessionTask {
   readonly out = new Map<number, OutgoingCall>();
   readonly inCalls = new Map<number, Call>();
   private nextCookie = 0;
+  /** The uid whose maxClientsPerUid slot this (incoming) connection holds; -1 for none. */
+  slotUid = -1;
   /** A recv() promise is outstanding. */
   private waiting = false;
+  /** Server side: not reading until our queued replies drain (see pump). */
+  private awaitingDrain = false;
   /** No recv() outstanding by choice (pure client, nothing in flight). */
   parked = false;
   private pumpQueued = false;
@@ -243,7 +268,7 @@ class AssocTask implements SessionTask {
   /** Receive and dispatch until recv() would wait (then wait on it) or the task parks. */
   pump = (): void => {
     this.pumpQueued = false;
-    if (this.waiting) return;
+    if (this.waiting || this.awaitingDrain) return;
     while (this.status === 0) {
       if (this.out.size === 0 && this.inCalls.size === 0 && this.parkable()) {
         this.parked = true;
@@ -256,8 +281,27 @@ class AssocTask implements SessionTask {
         return;
       }
       this.parked = false;
+      if (this.incoming && this.conn.sendBlocked) {
+        // Replies are not draining (the client does not read): read no more
+        // requests until they do, so the pending replies cannot pile up in
+        // memory. The client keeps reading, so this cannot deadlock a live
+        // peer; a dead one hits the message timeout.
+        this.awaitingDrain = true;
+        this.conn.drained().then(this.onDrained, this.onDrainError);
+        return;
+      }
       if (!this.recvOnce()) return;
     }
+  };
+
+  private onDrained = (): void => {
+    this.awaitingDrain = false;
+    this.pump();
+  };
+
+  private onDrainError = (e: unknown): void => {
+    this.awaitingDrain = false;
+    this.recvFailed(e);
   };
 
   /**
@@ -320,7 +364,7 @@ class AssocTask implements SessionTask {
   }
 
   private schedulePump(): void {
-    if (this.pumpQueued || this.waiting || this.status !== 0) return;
+    if (this.pumpQueued || this.waiting || this.awaitingDrain || this.status !== 0) return;
     this.pumpQueued = true;
     queueMicrotask(this.pump);
   }
@@ -360,7 +404,12 @@ class AssocTask implements SessionTask {
     }
     const call = new Call(CallDirection.INCOMING, this.session, m.cookie, m.tag);
     call.request = m;
+    const full = this.inCalls.size >= this.peer._maxCallsPerSession;
     this.inCalls.set(m.cookie, call);
+    if (full) {
+      this.reply(call, Status.BUSY, TAG_INVALID, undefined);
+      return;
+    }
     if ((flags & MessageFlags.SYNTHETIC) !== 0) {
       this.reply(call, m.status, TAG_INVALID, undefined);
       return;
@@ -701,6 +750,14 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
   private state = PeerState.STOPPED;
   private stickyError: LwMsgError | null = null;
   private _maxClients = 100;
+  private _maxClientsPerUid: number | null = null;
+  /** @internal */
+  _maxCallsPerSession = 256;
+  private readonly authorizeServer: TokenCheck | null;
+  private readonly checkDirectory: boolean;
+  private readonly allowAnyUser: boolean;
+  /** Incoming connections per effective uid (maxClientsPerUid bookkeeping). */
+  private readonly clientsByUid = new Map<number, number>();
   private _backlog = 8;
   private timeoutEstablish: number | null = null;
   private timeoutMessage: number | null = null;
@@ -732,8 +789,14 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
     if (!protocol || typeof (protocol as { byTag?: unknown }).byTag !== "function") throw new LwMsgError(Status.INVALID_PARAMETER, "Peer needs a protocol from Lw.Protocol(...)");
     if (options === null || typeof options !== "object") throw new LwMsgError(Status.INVALID_PARAMETER, "options must be an object");
     this.protocol = protocol;
-    const { maxClients, backlog, timeouts, ...conn } = options;
+    const { maxClients, backlog, timeouts, maxClientsPerUid, maxCallsPerSession, authorizeServer, checkDirectory, allowAnyUser, ...conn } = options;
     if (maxClients !== undefined) this.maxClients = maxClients;
+    if (maxClientsPerUid !== undefined) this.maxClientsPerUid = maxClientsPerUid;
+    if (maxCallsPerSession !== undefined) this.maxCallsPerSession = maxCallsPerSession;
+    if (authorizeServer !== undefined && authorizeServer !== null && typeof authorizeServer !== "function") throw new LwMsgError(Status.INVALID_PARAMETER, "authorizeServer must be a function (token) => void, e.g. allowUids([0])");
+    this.authorizeServer = authorizeServer ?? null;
+    this.checkDirectory = checkDirectory !== false;
+    this.allowAnyUser = allowAnyUser === true;
     if (backlog !== undefined) this.backlog = backlog;
     if (timeouts) {
       this.timeoutEstablish = checkMs("establish", timeouts.establish);
@@ -769,6 +832,25 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
     this.requireStopped("maxClients");
     if (!Number.isInteger(n) || n < 1) throw new LwMsgError(Status.INVALID_PARAMETER, `maxClients must be a positive integer, got ${n}`);
     this._maxClients = n;
+  }
+
+  /** Most incoming connections per effective uid (null = only maxClients applies). Set only while stopped. */
+  get maxClientsPerUid(): number | null {
+    return this._maxClientsPerUid;
+  }
+  set maxClientsPerUid(n: number | null) {
+    this.requireStopped("maxClientsPerUid");
+    if (n !== null && (!Number.isInteger(n) || n < 1)) throw new LwMsgError(Status.INVALID_PARAMETER, `maxClientsPerUid must be a positive integer or null, got ${n}`);
+    this._maxClientsPerUid = n;
+  }
+
+  /** Most incoming calls in flight per session (default 256); more are answered BUSY. */
+  get maxCallsPerSession(): number {
+    return this._maxCallsPerSession;
+  }
+  set maxCallsPerSession(n: number) {
+    if (!Number.isInteger(n) || n < 1 || n > 65536) throw new LwMsgError(Status.INVALID_PARAMETER, `maxCallsPerSession must be an integer in 1..65536, got ${n}`);
+    this._maxCallsPerSession = n;
   }
 
   /** `lwmsg_peer_set_max_listen_backlog` (default 8). Set only while stopped. */
@@ -887,6 +969,15 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
   async startListen(): Promise<void> {
     if (this.state === PeerState.ERROR) throw this.stickyError!;
     if (this.state === PeerState.STARTED) return;
+    // Policy checks first: a refusal opens nothing and is not sticky.
+    for (const lp of this.listenPoints) {
+      if (lp.path === null) continue;
+      if (isAbstractPath(lp.path)) {
+        if (!this.sessionHooks?.construct && !this.allowAnyUser) {
+          throw new LwMsgError(Status.SECURITY, `startListen: abstract socket name ${JSON.stringify(lp.path)} has no file permissions, so any local user can connect; set onSession({ construct }) (e.g. authorize(sameUser())) or allowAnyUser: true`);
+        }
+      } else if (this.checkDirectory) checkListenDirectory(lp.path);
+    }
     try {
       for (const lp of this.listenPoints) lp.open(this._backlog);
     } catch (e) {
@@ -933,12 +1024,45 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
         lp.watch?.arm(READABLE);
         return;
       }
+      const uid = this.takeUidSlot(fd);
+      if (uid === null) continue;
       this.numClients++;
-      this.acceptConnection(fd, ConnectionMode.LOCAL).then(noop, noop);
+      this.acceptConnection(fd, ConnectionMode.LOCAL, uid).then(noop, noop);
     }
   }
 
-  private releaseSlot(): void {
+  /**
+   * maxClientsPerUid: count the new connection against its owner's uid (from
+   * the kernel). Returns the uid (-1 when not limited), or null after closing
+   * a connection over the limit.
+   */
+  private takeUidSlot(fd: number): number | null {
+    const limit = this._maxClientsPerUid;
+    if (limit === null) return -1;
+    let uid: number;
+    try {
+      uid = peerCredentials(fd).uid;
+    } catch (e) {
+      closeFd(fd);
+      this._warn(asLwError(e));
+      return null;
+    }
+    const n = this.clientsByUid.get(uid) ?? 0;
+    if (n >= limit) {
+      closeFd(fd);
+      this._warn(new LwMsgError(Status.BUSY, `refused a connection from uid ${uid}: it already has ${n} (maxClientsPerUid ${limit})`));
+      return null;
+    }
+    this.clientsByUid.set(uid, n + 1);
+    return uid;
+  }
+
+  private releaseSlot(uid: number): void {
+    if (uid >= 0) {
+      const n = this.clientsByUid.get(uid)! - 1;
+      if (n > 0) this.clientsByUid.set(uid, n);
+      else this.clientsByUid.delete(uid);
+    }
     this.numClients--;
     if (this.numClients < this._maxClients) {
       for (const lp of this.listenPoints) if (lp.paused) queueMicrotask(() => this.acceptLoop(lp));
@@ -946,7 +1070,7 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
   }
 
   /** Handshake on an accepted fd, run the session constructor, then serve. The caller holds a client slot for it. */
-  private async acceptConnection(fd: number, mode: ConnectionMode): Promise<Session<P>> {
+  private async acceptConnection(fd: number, mode: ConnectionMode, uid = -1): Promise<Session<P>> {
     const gen = this.stopGeneration;
     const session = new Session<P>(this.protocol, "incoming", this);
     let conn: Connection;
@@ -955,7 +1079,7 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
       conn.setFd(mode, fd);
     } catch (e) {
       closeFd(fd);
-      this.releaseSlot();
+      this.releaseSlot(uid);
       throw e;
     }
     conn.acceptCookie = session.acceptId;
@@ -976,7 +1100,7 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
     } catch (e) {
       this.handshaking.delete(conn);
       conn.destroy();
-      this.releaseSlot();
+      this.releaseSlot(uid);
       if (constructed) this.endSession(session);
       throw e;
     }
@@ -984,11 +1108,12 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
     if (gen !== this.stopGeneration) {
       // stopListen ran during the handshake.
       conn.destroy();
-      this.releaseSlot();
+      this.releaseSlot(uid);
       this.endSession(session);
       throw new LwMsgError(Status.CANCELLED, "the server stopped during the handshake");
     }
     const task = new AssocTask(this, session, conn, true);
+    task.slotUid = uid;
     session.task = task;
     this.serverTasks.add(task);
     this.finishing.add(task.finished);
@@ -1042,7 +1167,7 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
   /** @internal a task lost its connection. */
   _taskEnded(task: AssocTask): void {
     if (task.incoming) {
-      if (this.serverTasks.delete(task)) this.releaseSlot();
+      if (this.serverTasks.delete(task)) this.releaseSlot(task.slotUid);
     } else this.clientTasks.delete(task);
     this.updateSweeper();
   }
@@ -1231,7 +1356,7 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
     }
     cs.pending = conn;
     try {
-      await conn.connect();
+      await conn.connect(this.authorizeServer ?? undefined);
     } catch (e) {
       conn.destroy();
       throw cs.closed ? new LwMsgError(Status.CANCELLED, "disconnected while connecting") : e;

@@ -39,6 +39,14 @@ import type { CallOptions } from "./call.ts";
 export { tokensEqual };
 export type { LocalToken };
 
+/** Session constructor/destructor (`lwmsg_peer_set_listen_session_functions`); see lib/security.ts for authorising ones. */
+export interface SessionHooks {
+  /** Runs when a client connects, before ACCEPT is sent, with the client's token. Throwing rejects the client. The return value becomes `session.data`. */
+  construct?(token: LocalToken, session: Session<any>): unknown | Promise<unknown>;
+  /** Runs when the session ends (after its handle cleanups). */
+  destruct?(session: Session<any>): void;
+}
+
 // ------------------------------------------------------------------ security tokens (§5)
 
 /** `lwmsg_security_token_get_type`: `"local"`. */

@@ -138,6 +138,26 @@ int lw_connect_result(int fd) {
 /* socket, unlink a stale file, bind with mode 000 (umask 0777) so no one can
  * connect before the chmod to the caller's mode, chmod, listen.
  * mode < 0 leaves the mode to the umask. Abstract names skip unlink/chmod. */
+/* What lwmsg does unconditionally (unlink the path before bind), done only
+ * when it is safe: nothing there is fine; a socket nobody listens on any more
+ * (connect says ECONNREFUSED) is removed; a live socket is -EADDRINUSE (do
+ * not steal another server's endpoint); anything else (a file, a directory,
+ * a symlink) is -EEXIST and left alone. */
+static int lw_clear_stale_socket(const struct sockaddr_un *sa, socklen_t salen) {
+  struct stat st;
+  if (lstat(sa->sun_path, &st) < 0) return errno == ENOENT ? 0 : -errno;
+  if (!S_ISSOCK(st.st_mode)) return -EEXIST;
+  int probe = lw_new_stream_socket();
+  if (probe < 0) return probe;
+  int cr = connect(probe, (const struct sockaddr *)sa, salen);
+  int ce = errno;
+  close(probe);
+  if (cr == 0 || ce == EAGAIN || ce == EINPROGRESS) return -EADDRINUSE;
+  if (ce != ECONNREFUSED) return -ce;
+  if (unlink(sa->sun_path) < 0 && errno != ENOENT) return -errno;
+  return 0;
+}
+
 int lw_listen(const char *path, int len, int backlog, int mode) {
   struct sockaddr_un sa;
   socklen_t salen;
@@ -147,10 +167,10 @@ int lw_listen(const char *path, int len, int backlog, int mode) {
   int fd = lw_new_stream_socket();
   if (fd < 0) return fd;
   if (!abstract) {
-    if (unlink(sa.sun_path) < 0 && errno != ENOENT) {
-      int e = errno;
+    r = lw_clear_stale_socket(&sa, salen);
+    if (r < 0) {
       close(fd);
-      return -e;
+      return r;
     }
   }
   mode_t old = 0;

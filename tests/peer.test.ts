@@ -835,7 +835,7 @@ describe("call protocol (§7.4) against a bare Connection", () => {
 
   test("BUSY when 65,536 calls are in flight on one session", async () => {
     const path = sockPath();
-    const server = new Peer(multicallProtocol);
+    const server = new Peer(multicallProtocol, { maxCallsPerSession: 65536 });
     const release = deferred();
     let started = 0;
     server.addDispatch({

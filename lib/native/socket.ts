@@ -4,6 +4,8 @@
  * the connection, which calls `native` directly with preallocated buffers.
  * @module
  */
+import { statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { native } from "./ffi.ts";
 import { Errno, LwMsgError, Status } from "../status.ts";
 
@@ -61,8 +63,40 @@ export function connectResult(fd: number, path: string): void {
 export function listenPath(path: string, backlog: number, mode: number): number {
   const bytes = encodeSocketPath(path);
   const r = native.lw_listen(bytes, bytes.length, backlog, mode);
+  if (r === -Errno.EADDRINUSE) throw new LwMsgError(Status.BUSY, `listen on ${JSON.stringify(path)}: another server is listening there (its socket accepts connections); not removed`, { errno: -r });
+  if (r === -Errno.EEXIST) throw new LwMsgError(Status.INVALID_PARAMETER, `listen on ${JSON.stringify(path)}: the path exists and is not a socket; not removed`, { errno: -r });
   if (r < 0) fail(`listen on ${JSON.stringify(path)}`, r);
   return r;
+}
+
+/** True for a Linux abstract socket name (leading NUL): no file, so no permissions. */
+export function isAbstractPath(path: string): boolean {
+  return path.charCodeAt(0) === 0;
+}
+
+/**
+ * Refuse to put a listening socket where someone else could replace it: the
+ * parent directory must belong to this user or root, and must not be group-
+ * or world-writable unless it has the sticky bit (like /tmp, where others
+ * cannot rename or delete our file). Throws SECURITY naming the directory.
+ * Abstract names have no directory and pass.
+ */
+export function checkListenDirectory(path: string): void {
+  if (isAbstractPath(path)) return;
+  const dir = dirname(resolve(path));
+  let st: { uid: number; mode: number };
+  try {
+    st = statSync(dir);
+  } catch {
+    return; // a missing directory: bind() reports it with lwmsg's status (FILE_NOT_FOUND)
+  }
+  const euid = process.geteuid?.() ?? selfCredentials().uid;
+  if (st.uid !== euid && st.uid !== 0) {
+    throw new LwMsgError(Status.SECURITY, `listen on ${JSON.stringify(path)}: directory ${dir} belongs to uid ${st.uid}, not to this user (${euid}) or root, so its owner could replace the socket (pass checkDirectory: false to allow)`);
+  }
+  if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) {
+    throw new LwMsgError(Status.SECURITY, `listen on ${JSON.stringify(path)}: directory ${dir} is writable by ${(st.mode & 0o002) !== 0 ? "everyone" : "its group"} without the sticky bit, so others could replace the socket (pass checkDirectory: false to allow)`);
+  }
 }
 
 /** `listen(backlog)` on an already-bound socket handed to us; errno mapped as lwmsg does. */
