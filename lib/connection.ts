@@ -86,6 +86,12 @@ export interface ConnectionOptions {
   maxMessageSize?: number;
   /** Per-call timeouts in ms (default: none). `message` bounds each send/recv wait, `establish` the connect/accept handshake and close. */
   timeouts?: { message?: number | null; establish?: number | null };
+  /**
+   * Most received fds held for messages not yet complete (default 1024): a
+   * peer that sends more fds ahead of their messages (or one message with
+   * more fd fields) fails the connection with MALFORMED, and they are closed.
+   */
+  maxFds?: number;
   /** Bytes of queued outgoing data above which send() waits for the kernel to take some (default 1 MiB). */
   sendQueueLimit?: number;
   /**
@@ -185,8 +191,8 @@ const REPLY_POLL_MAX_BACKOFF = 4096;
 const OUT_BUFFER_SIZE = 64 * 1024;
 /** Flush without waiting for the end of the turn once this much is queued. */
 const FLUSH_THRESHOLD = 64 * 1024;
-/** Received fds waiting for their message; more is a protocol violation. */
-const MAX_QUEUED_FDS = 1024;
+/** Received fds waiting for their message, by default; more is a protocol violation. */
+const DEFAULT_MAX_FDS = 1024;
 const MSG_CTRUNC = 0x8;
 
 function checkTimeout(name: string, v: number | null | undefined): number | null {
@@ -204,6 +210,7 @@ function checkPacketSize(n: unknown): number {
 export interface ConnectionSettings {
   packetSize: number;
   maxMessageSize: number;
+  maxFds: number;
   messageTimeout: number | null;
   establishTimeout: number | null;
   sendQueueLimit: number;
@@ -222,11 +229,14 @@ export function checkConnectionOptions(options: ConnectionOptions): ConnectionSe
   if (!Number.isInteger(maxMessageSize) || maxMessageSize < 1) throw new LwMsgError(Status.INVALID_PARAMETER, `maxMessageSize must be a positive integer, got ${maxMessageSize}`);
   const sendQueueLimit = options.sendQueueLimit ?? 1024 * 1024;
   if (!Number.isInteger(sendQueueLimit) || sendQueueLimit < 1) throw new LwMsgError(Status.INVALID_PARAMETER, `sendQueueLimit must be a positive integer, got ${sendQueueLimit}`);
+  const maxFds = options.maxFds ?? DEFAULT_MAX_FDS;
+  if (!Number.isInteger(maxFds) || maxFds < 1 || maxFds > 1 << 20) throw new LwMsgError(Status.INVALID_PARAMETER, `maxFds must be an integer in 1..1048576, got ${maxFds}`);
   const rp = options.replyPollUs ?? "adaptive";
   if (rp !== "adaptive" && (typeof rp !== "number" || !(rp >= 0) || rp > 1_000_000)) throw new LwMsgError(Status.INVALID_PARAMETER, `replyPollUs must be "adaptive" or 0..1000000, got ${rp}`);
   return {
     packetSize: checkPacketSize(options.packetSize ?? DEFAULT_PACKET_SIZE),
     maxMessageSize,
+    maxFds,
     messageTimeout: checkTimeout("message", options.timeouts?.message),
     establishTimeout: checkTimeout("establish", options.timeouts?.establish),
     sendQueueLimit,
@@ -261,6 +271,8 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
   /** Negotiated packet size (own preference until established). */
   packetSize: number;
   readonly maxMessageSize: number;
+  /** Most received fds held ahead of their messages (see ConnectionOptions.maxFds). */
+  readonly maxFds: number;
   private messageTimeout: number | null;
   private establishTimeout: number | null;
   private readonly sendQueueLimit: number;
@@ -323,6 +335,7 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
     this.protocol = protocol;
     this.ownPacketSize = this.packetSize = o.packetSize;
     this.maxMessageSize = o.maxMessageSize;
+    this.maxFds = o.maxFds;
     this.messageTimeout = o.messageTimeout;
     this.establishTimeout = o.establishTimeout;
     this.sendQueueLimit = o.sendQueueLimit;
@@ -872,8 +885,8 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
     const nfds = this.recvOut[0]!;
     if (nfds > 0) {
       for (let i = 0; i < nfds; i++) this.fdIn.push(this.recvFds[i]!);
-      if (this.fdIn.length - this.fdInHead > MAX_QUEUED_FDS) {
-        this.toError(new LwMsgError(Status.MALFORMED, `peer sent more than ${MAX_QUEUED_FDS} fds ahead of their messages`));
+      if (this.fdIn.length - this.fdInHead > this.maxFds) {
+        this.toError(new LwMsgError(Status.MALFORMED, `peer sent more than ${this.maxFds} fds ahead of their messages (maxFds)`));
         return -1;
       }
     }

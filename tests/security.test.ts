@@ -4,18 +4,19 @@
 // the client's check of the server, per-uid and per-session limits, a client
 // that does not read, and forged handle ids.
 import { describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { Peer } from "../lib/peer.ts";
 import { Connection, ConnectionMode } from "../lib/connection.ts";
 import { Listener } from "../lib/listener.ts";
 import { LwMsgError, Status } from "../lib/status.ts";
 import { MessageFlags } from "../lib/wire.ts";
-import { HandleLocation } from "../lib/handle.ts";
+import { HandleLocation, type Handle } from "../lib/handle.ts";
 import { closeFd, listenPath } from "../lib/native/socket.ts";
 import { allOf, allowGids, allowUids, anyOf, authorize, sameUser } from "../lib/security.ts";
 import { localToken } from "../lib/session.ts";
 import type { ByteReader, ByteWriter, HandleCodec } from "../lib/codec/io.ts";
-import { fdLeakCheck } from "./helpers/fds.ts";
+import { fdLeakCheck, openFdCount } from "./helpers/fds.ts";
+import { native } from "../lib/native/ffi.ts";
 import { useTempDir } from "./helpers/tmp.ts";
 import { rejectionStatus, throwStatus } from "./helpers/status.ts";
 import { counterProtocol, multicallProtocol } from "./fixtures/peer-protocol.ts";
@@ -273,7 +274,7 @@ describe("authorisation checks", () => {
     const nobody = await childClients(path, 1, asNobody);
     expect(nobody.euid).toBe(NOBODY);
     expect(nobody.statuses[0]).not.toBe(Status.SUCCESS); // closed before ACCEPT
-    expect([Status.PEER_CLOSE, Status.PEER_RESET]).toContain(nobody.statuses[0]);
+    expect<number[]>([Status.PEER_CLOSE, Status.PEER_RESET]).toContain(nobody.statuses[0]);
     await nobody.release();
     const same = await childClients(path, 1);
     expect(same.statuses).toEqual([Status.SUCCESS]);
@@ -288,7 +289,7 @@ describe("authorisation checks", () => {
     const ok = await childClients(path, 1, asNobody);
     expect(ok.statuses).toEqual([Status.SUCCESS]);
     await ok.release();
-    expect([Status.PEER_CLOSE, Status.PEER_RESET]).toContain(await pingOnce(path));
+    expect<number[]>([Status.PEER_CLOSE, Status.PEER_RESET]).toContain(await pingOnce(path));
     await only.close();
   });
 
@@ -326,9 +327,9 @@ describe("limits", () => {
     await server.startListen();
     const held = await childClients(path, 3);
     expect(held.statuses.slice(0, 2)).toEqual([Status.SUCCESS, Status.SUCCESS]);
-    expect([Status.PEER_CLOSE, Status.PEER_RESET]).toContain(held.statuses[2]!);
+    expect<number[]>([Status.PEER_CLOSE, Status.PEER_RESET]).toContain(held.statuses[2]!);
     expect(warnings.some((w) => w.status === Status.BUSY && w.message.includes(`uid ${me}`))).toBe(true);
-    expect([Status.PEER_CLOSE, Status.PEER_RESET]).toContain(await pingOnce(path)); // still at the limit
+    expect<number[]>([Status.PEER_CLOSE, Status.PEER_RESET]).toContain(await pingOnce(path)); // still at the limit
     if (canSwitchUser) {
       const other = await childClients(path, 2, asNobody); // another uid is not affected
       expect(other.statuses).toEqual([Status.SUCCESS, Status.SUCCESS]);
@@ -339,6 +340,24 @@ describe("limits", () => {
     expect(await pingOnce(path)).toBe(Status.SUCCESS);
     expect(throwStatus(() => new Peer(multicallProtocol, { maxClientsPerUid: 0 }))).toBe(Status.INVALID_PARAMETER);
     await server.close();
+  });
+
+  test("maxFds: fds sent ahead of their message beyond the limit fail the connection with MALFORMED, and every one is closed", async () => {
+    const [a, b] = await Connection.pair(multicallProtocol, { maxFds: 4 });
+    const before = openFdCount();
+    const fds = new Int32Array(6);
+    for (let i = 0; i < fds.length; i++) fds[i] = openSync("/dev/null", "r");
+    // One byte of a header that never completes, carrying six fds: nothing can claim them.
+    expect(native.lw_send(a.socketFd, new Uint8Array([0]), 1, fds, fds.length)).toBe(1);
+    for (const fd of fds) closeSync(fd); // ours; the receiver got its own copies
+    const e = await b.recv().catch((x) => x);
+    expect(e).toBeInstanceOf(LwMsgError);
+    expect(e.status).toBe(Status.MALFORMED);
+    expect(e.message).toContain("maxFds");
+    expect(openFdCount()).toBe(before); // the six received copies were closed at once
+    a.destroy();
+    b.destroy();
+    expect(throwStatus(() => new Connection(multicallProtocol, { maxFds: 0 }))).toBe(Status.INVALID_PARAMETER);
   });
 
   test("maxCallsPerSession: calls beyond the limit are answered BUSY at once; the others complete", async () => {
@@ -452,7 +471,7 @@ describe("forged handle ids", () => {
     const a = new Peer(counterProtocol);
     a.addConnectEndpoint(ConnectionMode.LOCAL, path);
     const sa = await a.connect();
-    const secret = (await sa.call({ tag: "COUNTER_OPEN", data: { counter: 1234 } })).data;
+    const secret = (await sa.call({ tag: "COUNTER_OPEN", data: { counter: 1234 } })).data as Handle;
     expect((await sa.call({ tag: "COUNTER_READ", data: secret })).data).toEqual({ counter: 1234 });
     const idOfA = (secret as { id: number }).id;
 
