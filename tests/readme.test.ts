@@ -21,6 +21,10 @@ blocks.forEach((code, i) => {
     const [out, err, code_] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
     if (code_ !== 0) throw new Error(`example ${i + 1} exited ${code_}:\n${err}`);
     if (code.includes("ADD_REQ")) expect(out).toContain("[ 11, 12, 13 ]");
+    if (code.includes("WHOAMI_REQ")) {
+      expect(out).toContain(`server saw euid ${process.geteuid!()}`);
+      expect(out).toContain("refused: SECURITY");
+    }
     if (i === 0) {
       expect(out).toContain("hello, fd");
       expect(out).toContain(`pid: ${proc.pid}`); // PAIR tokens carry the process's own pid
