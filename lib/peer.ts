@@ -64,6 +64,9 @@
  *   reconnects. A client with a dispatch table (callbacks) always listens.
  * - An fd given to `addListenFd` is closed by `stopListen` (the peer owns
  *   it) and is not reused by a later `startListen`.
+ * - `stopListen` removes a socket file only if the path still names the one
+ *   this peer bound: one deleted meanwhile, or replaced by another server's
+ *   socket, is left alone (lwmsg unlinks the path whatever is there).
  * @module
  */
 import { Connection, ConnectionMode, AssocState, ReceivedMessage, checkConnectionOptions, checkProtocol, type ConnectionOptions, type LocalToken, type OutgoingMessage } from "./connection.ts";
@@ -72,7 +75,7 @@ import { LwMsgError, Status, Errno } from "./status.ts";
 import { MessageFlags, TAG_INVALID } from "./wire.ts";
 import { Poller, READABLE, type Watch } from "./native/poller.ts";
 import { native } from "./native/ffi.ts";
-import { acceptFd, adoptFd, checkListenDirectory, closeFd, isAbstractPath, listenFd, listenPath, peerCredentials, unlinkPath } from "./native/socket.ts";
+import { acceptFd, adoptFd, checkListenDirectory, closeFd, isAbstractPath, listenFd, listenPath, peerCredentials, socketFileId, unlinkOwnSocketFile } from "./native/socket.ts";
 import { Call, CallDirection, CallError, OutgoingCall, onCallTimeout, type CallOptions } from "./call.ts";
 import { Session, tokenCanAccess, type SessionHooks, type SessionTask, type SessionTransport } from "./session.ts";
 import type { TokenCheck } from "./security.ts";
@@ -178,6 +181,8 @@ class ListenPoint {
   watch: Watch | null = null;
   paused = false;
   dead = false;
+  /** The socket file bound at `path` (close() removes only that one). */
+  fileId: string | null = null;
   constructor(
     readonly path: string | null,
     readonly perms: number,
@@ -186,8 +191,10 @@ class ListenPoint {
   ) {}
 
   open(backlog: number): void {
-    if (this.path !== null) this.fd = listenPath(this.path, backlog, this.perms);
-    else {
+    if (this.path !== null) {
+      this.fd = listenPath(this.path, backlog, this.perms);
+      this.fileId = socketFileId(this.path);
+    } else {
       if (this.givenFd < 0) throw new LwMsgError(Status.INVALID_STATE, "listen fd was already used and closed by an earlier stopListen");
       // Owned from here on: a failure below still closes it (and the number is never reused by a restart).
       this.fd = this.givenFd;
@@ -205,7 +212,7 @@ class ListenPoint {
     if (this.fd >= 0) {
       closeFd(this.fd);
       this.fd = -1;
-      if (this.path !== null && !isAbstractPath(this.path)) unlinkPath(this.path);
+      if (this.path !== null) unlinkOwnSocketFile(this.path, this.fileId);
     }
     this.paused = false;
   }
@@ -1137,8 +1144,8 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
   }
 
   /**
-   * `lwmsg_peer_stop_listen`: stop accepting and remove the socket files,
-   * drop every incoming connection without SHUTDOWN, cancel the incoming
+   * `lwmsg_peer_stop_listen`: stop accepting and remove the socket files
+   * (those still ours), drop every incoming connection without SHUTDOWN, cancel the incoming
    * calls still running (their `call.signal` aborts, `onCancel` callbacks
    * run) and resolve once they have all settled and their sessions ended.
    */
