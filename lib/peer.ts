@@ -67,6 +67,15 @@
  * - `stopListen` removes a socket file only if the path still names the one
  *   this peer bound: one deleted meanwhile, or replaced by another server's
  *   socket, is left alone (lwmsg unlinks the path whatever is there).
+ * - Limits lwmsg lacks (SECURITY.md §4): `maxClientsPerUid` closes a uid's
+ *   extra connection right after accept (before reading a byte);
+ *   `maxCallsPerSession` answers calls beyond it BUSY; a server connection
+ *   whose replies cannot drain (`sendQueueLimit`) stops reading requests
+ *   until they do. Only the server side throttles, and clients always read,
+ *   so the two sides cannot wait on each other.
+ * - `authorizeServer` (client) checks the server's kernel credentials on
+ *   every connect; an abstract listen endpoint needs a session constructor
+ *   (or `allowAnyUser`), and path endpoints pass the directory check.
  * @module
  */
 import { Connection, ConnectionMode, AssocState, ReceivedMessage, checkConnectionOptions, checkProtocol, type ConnectionOptions, type LocalToken, type OutgoingMessage } from "./connection.ts";
