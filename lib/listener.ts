@@ -4,7 +4,7 @@
  * @module
  */
 import { Poller, READABLE, type Watch } from "./native/poller.ts";
-import { acceptFd, checkListenDirectory, closeFd, isAbstractPath, listenPath, unlinkPath } from "./native/socket.ts";
+import { acceptFd, checkListenDirectory, closeFd, isAbstractPath, listenPath, socketFileId, unlinkOwnSocketFile, unlinkPath } from "./native/socket.ts";
 import { Errno, LwMsgError, Status } from "./status.ts";
 import { Connection, ConnectionMode, checkConnectionOptions, checkProtocol, type ListenOptions } from "./connection.ts";
 import type { Protocol } from "./protocol.ts";
@@ -13,6 +13,8 @@ export class Listener<P extends Protocol<any> = Protocol<any>> {
   readonly path: string;
   /** The listening socket fd. */
   readonly fd: number;
+  /** The socket file bound at `path` (close() removes only that one). */
+  private readonly fileId: string | null;
   private watch: Watch;
   private poller: Poller;
   private waiters: { resolve: (fd: number) => void; reject: (e: unknown) => void }[] = [];
@@ -33,6 +35,7 @@ export class Listener<P extends Protocol<any> = Protocol<any>> {
     this.path = path;
     if (options.checkDirectory !== false) checkListenDirectory(path);
     this.fd = listenPath(path, backlog, mode);
+    this.fileId = socketFileId(path);
     try {
       this.poller = Poller.shared();
       this.watch = this.poller.watch(this.fd, this.onReadable);
@@ -99,7 +102,11 @@ export class Listener<P extends Protocol<any> = Protocol<any>> {
     else this.poller.unref();
   };
 
-  /** Stop listening: close the socket, remove the socket file, fail pending accepts with CANCELLED. */
+  /**
+   * Stop listening: close the socket, remove the socket file if the path
+   * still names the one this listener bound (deleted or replaced by another
+   * server's socket meanwhile: left alone), fail pending accepts with CANCELLED.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -107,7 +114,7 @@ export class Listener<P extends Protocol<any> = Protocol<any>> {
     if (this.waiters.length > 0) this.poller.unref();
     for (const w of this.waiters.splice(0)) w.reject(new LwMsgError(Status.CANCELLED, "listener closed"));
     closeFd(this.fd);
-    if (!isAbstractPath(this.path)) unlinkPath(this.path);
+    unlinkOwnSocketFile(this.path, this.fileId);
   }
 
   [Symbol.asyncDispose](): Promise<void> {

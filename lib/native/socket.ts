@@ -4,7 +4,7 @@
  * the connection, which calls `native` directly with preallocated buffers.
  * @module
  */
-import { statSync } from "node:fs";
+import { lstatSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { native } from "./ffi.ts";
 import { Errno, LwMsgError, Status } from "../status.ts";
@@ -135,6 +135,29 @@ export function dupFd(fd: number): number {
 
 export function unlinkPath(path: string): void {
   native.lw_unlink(cString(path));
+}
+
+/** Identity (device, inode) of the file at `path` itself (not a link target); null when there is none or for an abstract name. */
+export function socketFileId(path: string): string | null {
+  if (isAbstractPath(path)) return null;
+  try {
+    const st = lstatSync(path, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Remove a listener's socket file, but only if `path` still names the file it
+ * bound (`id` from {@link socketFileId} right after bind). A file deleted
+ * meanwhile, or replaced by another server's socket or anything else, is left
+ * alone (lwmsg unlinks the path unconditionally; that would take another
+ * server's endpoint away). A swap between this check and the unlink is not
+ * guarded against.
+ */
+export function unlinkOwnSocketFile(path: string, id: string | null): void {
+  if (id !== null && socketFileId(path) === id) unlinkPath(path);
 }
 
 /** Peer identity as the kernel recorded it at connect time. */
