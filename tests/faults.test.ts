@@ -15,7 +15,7 @@
 //     connects and never greets" (the Peer version, with its client slot, is here);
 //   - MSG_CTRUNC at the shim level: tests/native.test.ts (the Connection and
 //     Peer consequences are here).
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, realpathSync, rmSync, unlinkSync, writeFileSync, openSync, closeSync } from "node:fs";
 import { AssocState, Connection, ConnectionMode } from "../lib/connection.ts";
 import type { Listener } from "../lib/listener.ts";
@@ -29,6 +29,7 @@ import { rejectionStatus } from "./helpers/status.ts";
 import { testProtocol } from "./fixtures/protocol.ts";
 import { multicallProtocol } from "./fixtures/peer-protocol.ts";
 
+setDefaultTimeout(30_000); // each test takes well under a second; this only bounds a hang
 fdLeakCheck({ settleMs: 3000, warmup: () => (Bun.spawnSync(["true"]), Poller.shared()) });
 const tmp = useTempDir("fault-");
 const childScript = new URL("./fixtures/fault-child.ts", import.meta.url).pathname;
@@ -37,7 +38,7 @@ const sockPath = () => tmp.join(`f${++sockN}.sock`);
 
 // ------------------------------------------------------------------ helpers
 
-async function until(cond: () => boolean, ms = 5000, what = "condition"): Promise<void> {
+async function until(cond: () => boolean, ms = 10_000, what = "condition"): Promise<void> {
   const end = performance.now() + ms;
   while (!cond()) {
     if (performance.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
@@ -89,7 +90,7 @@ function spawnChild(args: (string | number)[], opts: { nofile?: number } = {}): 
       (proc.stdin as { end(): void }).end();
     } catch {}
   };
-  const line = async (ms = 10_000): Promise<string> => {
+  const line = async (ms = 15_000): Promise<string> => {
     const end = performance.now() + ms;
     for (;;) {
       const i = buf.indexOf("\n");
@@ -279,9 +280,9 @@ describe("a. peer SIGKILLed during the handshake", () => {
         await f.server.startListen();
         const child = spawnChild([mode, f.path]);
         await expectReady(child);
-        await until(() => f.server.clientCount === 1, 5000, "the handshaking client to take a slot");
+        await until(() => f.server.clientCount === 1, 10_000, "the handshaking client to take a slot");
         await child.kill();
-        await until(() => f.server.clientCount === 0, 5000, "the slot to be released");
+        await until(() => f.server.clientCount === 0, 10_000, "the slot to be released");
         expect(f.handshakeFailures).toEqual([Status.PEER_CLOSE]);
         expect(f.exceptions).toEqual([]);
         expect(f.sessions.length).toBe(0); // the constructor never ran
@@ -294,7 +295,7 @@ describe("a. peer SIGKILLed during the handshake", () => {
     noFdLeak(async () => {
       const path = sockPath();
       const child = spawnChild(["mute-server", path]);
-      await until(() => existsSync(path), 10_000, "the child to listen");
+      expect(await child.line()).toBe("listening");
       const c = new Connection(testProtocol);
       c.setEndpoint(ConnectionMode.LOCAL, path);
       const connecting = rejectionStatus(c.connect());
@@ -317,7 +318,7 @@ describe("a. peer SIGKILLed during the handshake", () => {
     noFdLeak(async () => {
       const path = sockPath();
       const child = spawnChild(["mute-server", path]);
-      await until(() => existsSync(path), 10_000, "the child to listen");
+      expect(await child.line()).toBe("listening");
       const client = new Peer(multicallProtocol);
       client.addConnectEndpoint(ConnectionMode.LOCAL, path);
       const s = await client.connect();
@@ -346,7 +347,7 @@ describe("b. peer SIGKILLed during a fragmented message", () => {
       expect(server.packetSize).toBe(64); // min(8192, the child's 64)
       await expectReady(child);
       const recv = rejectionStatus(server.recv());
-      await until(() => server.state === AssocState.BLOCKED_RECV, 5000, "the partial message to be read");
+      await until(() => server.state === AssocState.BLOCKED_RECV, 10_000, "the partial message to be read");
       await child.kill();
       expect(await recv).toBe(Status.PEER_CLOSE);
       expect(server.state).toBe(AssocState.ERROR);
@@ -362,9 +363,9 @@ describe("b. peer SIGKILLed during a fragmented message", () => {
       await f.server.startListen();
       const child = spawnChild(["frags", f.path, 7 /* ECHO_REQUEST */, 200, 0]);
       await expectReady(child);
-      await until(() => f.sessions.length === 1 && sessionConn(f.sessions[0]!).state === AssocState.BLOCKED_RECV, 5000, "the partial request to be read");
+      await until(() => f.sessions.length === 1 && sessionConn(f.sessions[0]!).state === AssocState.BLOCKED_RECV, 10_000, "the partial request to be read");
       await child.kill();
-      await until(() => f.server.clientCount === 0 && f.destructed === 1, 5000, "the session to end");
+      await until(() => f.server.clientCount === 0 && f.destructed === 1, 10_000, "the session to end");
       expect(sessionStatus(f.sessions[0]!)).toBe(Status.PEER_CLOSE);
       expect(f.echoes).toBe(0);
       expect(f.exceptions).toEqual([]);
@@ -384,7 +385,7 @@ describe("c. peer SIGKILLed with fds in flight", () => {
       const server = await listener.accept();
       await expectReady(child);
       const recv = rejectionStatus(server.recv());
-      await until(() => marker.count() === 2, 5000, "the two fds to arrive"); // held for the message that never completes
+      await until(() => marker.count() === 2, 10_000, "the two fds to arrive"); // held for the message that never completes
       await child.kill();
       expect(await recv).toBe(Status.PEER_CLOSE);
       expect(marker.count()).toBe(0); // closed when the connection failed, not at close()
@@ -466,9 +467,9 @@ describe("c. peer SIGKILLed with fds in flight", () => {
       await f.server.startListen();
       const child = spawnChild(["frags", f.path, 12 /* FD_REQUEST */, 20, 1, marker.path]);
       await expectReady(child);
-      await until(() => marker.count() === 1, 5000, "the fd to arrive");
+      await until(() => marker.count() === 1, 10_000, "the fd to arrive");
       await child.kill();
-      await until(() => f.server.clientCount === 0 && f.destructed === 1, 5000, "the session to end");
+      await until(() => f.server.clientCount === 0 && f.destructed === 1, 10_000, "the session to end");
       expect(sessionStatus(f.sessions[0]!)).toBe(Status.PEER_CLOSE);
       expect(marker.count()).toBe(0);
       await ping(f.path);
@@ -485,9 +486,9 @@ describe("d. peer SIGKILLed during a pending call", () => {
       await f.server.startListen();
       const child = spawnChild(["peer-call", f.path, "SLOW_REQUEST"]);
       await expectReady(child);
-      await until(() => f.slowStarted === 1, 5000, "the handler to start");
+      await until(() => f.slowStarted === 1, 10_000, "the handler to start");
       await child.kill();
-      await until(() => f.destructed === 1, 5000, "the session to end (after its call settled)");
+      await until(() => f.destructed === 1, 10_000, "the session to end (after its call settled)");
       expect(f.slowCancels).toEqual([{ aborted: true, reason: Status.CANCELLED }]);
       expect(sessionStatus(f.sessions[0]!)).toBe(Status.PEER_CLOSE);
       expect(f.exceptions).toEqual([]);
@@ -503,10 +504,10 @@ describe("d. peer SIGKILLed during a pending call", () => {
       await f.server.startListen();
       const child = spawnChild(["peer-call", f.path, "FD_REQUEST", marker.path]);
       await expectReady(child);
-      await until(() => f.slowStarted === 1, 5000, "the handler to start");
+      await until(() => f.slowStarted === 1, 10_000, "the handler to start");
       expect(marker.count()).toBe(1); // the request's fd, owned by the call
       await child.kill();
-      await until(() => f.destructed === 1, 5000, "the session to end");
+      await until(() => f.destructed === 1, 10_000, "the session to end");
       expect(f.slowCancels).toEqual([{ aborted: true, reason: Status.CANCELLED }]);
       expect(sessionStatus(f.sessions[0]!)).toBe(Status.PEER_CLOSE);
       expect(marker.count()).toBe(0);
@@ -696,7 +697,7 @@ describe("f/g. out of file descriptors", () => {
       expect(r.status).toBe(Status.RESOURCE_LIMIT);
       expect(r.fdsAfterFailure).toBe(r.fdsBefore - 1); // the failed connection is gone, nothing it received stayed open
       expect(r.ping).toBe(0);
-      await until(() => f.server.clientCount === 0, 5000, "both child sessions to end");
+      await until(() => f.server.clientCount === 0, 10_000, "both child sessions to end");
       expect(f.sessions.length).toBe(2);
       await ping(f.path);
       expect(f.exceptions).toEqual([]);
@@ -771,7 +772,7 @@ describe("h. a client that connects and never greets", () => {
         await f.server.startListen();
         const child = spawnChild([mode, f.path]);
         await expectReady(child);
-        await until(() => f.server.clientCount === 1, 5000, "the mute client to take the only slot");
+        await until(() => f.server.clientCount === 1, 10_000, "the mute client to take the only slot");
         await ping(f.path); // waits in the backlog until the slot is freed
         expect(f.handshakeFailures).toEqual([Status.TIMEOUT]);
         expect(f.exceptions).toEqual([]);
@@ -842,6 +843,10 @@ describe("i. a client that stops reading", () => {
       // It handled what fits in the queue and the socket buffers, not the flood.
       expect(f.echoes).toBeLessThan(N / 4);
       expect(conn.out.buf.length).toBeLessThanOrEqual(2 * 1024 * 1024);
+      // The server closed its end (after trying to say goodbye within the establish timeout): the flooder's blocked send fails.
+      const r = await child.json();
+      expect(r.status).toBe(Status.PEER_CLOSE);
+      expect(r.sent).toBeLessThan(N);
       await ping(f.path);
       await child.kill();
       await f.server.close();
