@@ -372,6 +372,29 @@ describe("b. peer SIGKILLed during a fragmented message", () => {
       await ping(f.path);
       await f.server.close();
     }));
+
+  test("peer: the server dies 201 packets into a reply → the call rejects PEER_CLOSE; the client reconnects when a server is back", () =>
+    noFdLeak(async () => {
+      const path = sockPath();
+      const child = spawnChild(["frag-server", path, 200]);
+      expect(await child.line()).toBe("listening");
+      const client = new Peer(multicallProtocol);
+      client.addConnectEndpoint(ConnectionMode.LOCAL, path);
+      const s = await client.connect();
+      const call = rejectionStatus(s.call({ tag: "ECHO_REQUEST", data: { n: 1, s: "big answer please" } }));
+      await expectReady(child);
+      await until(() => s.task !== null && sessionConn(s).state === AssocState.BLOCKED_RECV, 10_000, "the partial reply to be read");
+      expect(sessionConn(s).packetSize).toBe(64);
+      await child.kill();
+      expect(await call).toBe(Status.PEER_CLOSE);
+      const back = new Peer(multicallProtocol);
+      back.addDispatch({ ECHO_REQUEST: (d) => ({ tag: "ECHO_REPLY", data: d }) });
+      back.addListenEndpoint(ConnectionMode.LOCAL, path);
+      await back.startListen();
+      expect((await s.call({ tag: "ECHO_REQUEST", data: { n: 2, s: "again" } })).data).toEqual({ n: 2, s: "again" });
+      await client.disconnect();
+      await back.close();
+    }));
 });
 
 // ------------------------------------------------------------------ c. fds in flight
