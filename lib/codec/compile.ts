@@ -19,9 +19,13 @@
  *   other nested type is inlined.
  *
  * Counts of elements that take no bytes on the wire (e.g. `Lw.Void()` or
- * empty static arrays) cannot be bounded by the input left; more than 65536
- * of them (and more than the bytes left) is MEMORY, where lwmsg would try the
+ * empty static arrays) cannot be bounded by the input left; one decode may
+ * produce 65536 of them plus one per input byte in all (a budget, so nested
+ * arrays cannot multiply it), beyond that MEMORY, where lwmsg would try the
  * allocation.
+ *
+ * Recursive types (`Lw.Recursive`) nest at most `MAX_DEPTH` (4096) levels on
+ * encode and decode: deeper is OVERFLOW, never a RangeError from the stack.
  *
  * How `maxAlloc` counts bytes (lwmsg counts C sizes, which JS does not have):
  * the element's "native size" is its wire width for integers and enums, 1 for
@@ -75,9 +79,9 @@ export function compileWire<T = unknown>(wire: WireType): CompiledCodec<T> {
   return build(wire) as CompiledCodec<T>;
 }
 
-/** The generated module: recursive helper functions, then the entry point, all sharing `K` (constants) and `$` (runtime.ts). */
+/** The generated module: recursive helper functions, then the entry point, all sharing `K` (constants) and `$` (runtime.ts); `D` is the recursion depth, `Z` the zero-size element budget of the call in progress. */
 function assemble(fns: string[], entry: string[]): string {
-  return [`"use strict";`, ...fns, ...entry.filter((l) => l !== "")].join("\n");
+  return [`"use strict";`, `let D = 0, Z = 0;`, ...fns, ...entry.filter((l) => l !== "")].join("\n");
 }
 
 function build(wire: WireType): CompiledCodec {
@@ -97,7 +101,7 @@ function build(wire: WireType): CompiledCodec {
     eg.off = 0;
     eg.value(a.recs.get(id)!, "x", { dom: { kind: "param" }, path: [""] }, false);
     eg.flush();
-    encFns.push(`function ${eg.fnNames.get(id)}(x, w, ctx, st, dom) {\nlet buf = w.buf, view = w.view, p = w.pos;\n${eg.lines.join("\n")}\nw.pos = p;\n}`);
+    encFns.push(`function ${eg.fnNames.get(id)}(x, w, ctx, st, dom) {\nif (++D > ${RT.MAX_DEPTH}) throw $.tooDeep();\nlet buf = w.buf, view = w.view, p = w.pos;\n${eg.lines.join("\n")}\nw.pos = p;\nD--;\n}`);
   }
   // external calls (handles, callbacks, recursion) move w.pos and ctx.fdsOut; undo that on failure
   const guard = a.hasFds || a.hasHandles || a.hasRefs || a.hasCustom;
@@ -105,10 +109,11 @@ function build(wire: WireType): CompiledCodec {
     `return function encode(value, w, ctx) {`,
     `let buf = w.buf, view = w.view, p = w.pos;`,
     a.hasAlias ? `const st = { m: [], n: 1 };` : a.hasRefs ? `const st = null;` : ``,
+    a.hasRefs ? `D = 0;` : ``,
     guard ? `const p0 = p${a.hasFds ? ", f0 = ctx.fdsOut.length" : ""}; try {` : ``,
     ...encBody,
     `w.pos = p;`,
-    guard ? `} catch (e) { w.pos = p0;${a.hasFds ? " ctx.fdsOut.length = f0;" : ""} throw e; }` : ``,
+    guard ? `} catch (e) { w.pos = p0;${a.hasFds ? " ctx.fdsOut.length = f0;" : ""} throw ${a.hasRefs ? "$.stackErr(e)" : "e"}; }` : ``,
     `};`,
   ]);
 
@@ -125,14 +130,18 @@ function build(wire: WireType): CompiledCodec {
     dg.off = 0;
     dg.value(a.recs.get(id)!, "x", { dom: { kind: "param" }, path: [""] }, false, { id: "rid", tk: "rtk" });
     dg.flush();
-    decFns.push(`function ${dg.fnNames.get(id)}(r, ctx, st, dom, rid, rtk) {\nconst buf = r.buf, view = r.view, end = r.end; let p = r.pos;\nlet x;\n${dg.lines.join("\n")}\nr.pos = p;\nreturn x;\n}`);
+    decFns.push(`function ${dg.fnNames.get(id)}(r, ctx, st, dom, rid, rtk) {\nif (++D > ${RT.MAX_DEPTH}) throw $.tooDeep();\nconst buf = r.buf, view = r.view, end = r.end; let p = r.pos;\nlet x;\n${dg.lines.join("\n")}\nr.pos = p;\nD--;\nreturn x;\n}`);
   }
   const decSrc = assemble(decFns, [
     `return function decode(r, ctx) {`,
     `const buf = r.buf, view = r.view, end = r.end; let p = r.pos;`,
     a.hasAlias ? `const st = { m: new Map() };` : a.hasRefs ? `const st = null;` : ``,
+    a.hasRefs ? `D = 0;` : ``,
+    dg.usesZeroBudget ? `Z = ${RT.ZERO_SIZE_BUDGET} + (end - p);` : ``,
     `let value;`,
+    a.hasRefs ? `try {` : ``,
     ...decBody,
+    a.hasRefs ? `} catch (e) { throw $.stackErr(e); }` : ``,
     `r.pos = p;`,
     `return value;`,
     `};`,

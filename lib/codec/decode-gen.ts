@@ -10,6 +10,8 @@ import { Gen, key, pathExpr, prop, type Scope } from "./gen.ts";
 import * as RT from "./runtime.ts";
 
 export class DecGen extends Gen {
+  /** Some array of zero-size elements draws on the decode's budget `Z`. */
+  usesZeroBudget = false;
   /** Decode into the already-declared variable `t`. `reserved`: fixedSize(w) bytes were already bounds-checked. `reg`: the aliasable object id under which `t` must be registered as soon as it exists (for cycles). */
   override value(w: WireType, t: string, sc: Scope, reserved: boolean, reg: Reg | null = null): void {
     const P = () => pathExpr(sc.path);
@@ -221,8 +223,11 @@ export class DecGen extends Gen {
       // counts are at most 2^53 ($.count), so count × element size cannot overflow 64 bits here
       const mw = minWire(of, this.a.recs);
       if (mw > 0) this.emit(`if (${mw === 1 ? n : `${n} * ${mw}`} > end - p) throw $.eof(${P()});`);
-      // elements that take no bytes cannot be bounded by the input; bound them by a fixed cap instead
-      else this.emit(`if (${n} > 65536 && ${n} > end - p) throw $.fail(${Status.MEMORY}, ${P()}, ${n} + " elements of a zero-size type");`);
+      // elements that take no bytes cannot be bounded by the input: they draw on a budget per decode (nesting cannot multiply it)
+      else {
+        this.usesZeroBudget = true;
+        this.emit(`if (${n} > Z) throw $.zeroSizeErr(${n}, ${P()}); Z -= ${n};`);
+      }
     }
     if (a.string) {
       if (len.term === "static") this.need(n, sc);

@@ -10,6 +10,7 @@
  * @module
  */
 import type { WireArray, WireEnum, WireStruct, WireType, WireUnion } from "../types.ts";
+import { MAX_DEPTH, stackErr, tooDeep, wrap } from "./runtime.ts";
 
 class Out {
   parts: string[] = [];
@@ -114,6 +115,7 @@ export function printValue(wire: WireType, value: unknown): string {
   const out = new Out();
   const recs = collectRecs(wire, new Map());
   const aliases = new Map<unknown, number>();
+  let depth = 0;
 
   const arrayBody = (a: WireArray, v: unknown, dom: unknown): void => {
     if (a.string) {
@@ -200,17 +202,33 @@ export function printValue(wire: WireType, value: unknown): string {
       case "handle":
         out.print(v === null || v === undefined ? "<null>" : String(v));
         return;
-      case "custom":
-        node(w.transmit, w.marshal ? w.marshal(v) : v, null);
+      case "custom": {
+        let t = v;
+        if (w.marshal) {
+          // as on encode: a callback's error becomes MALFORMED (an LwMsgError keeps its status)
+          try {
+            t = w.marshal(v);
+          } catch (e) {
+            throw wrap(e, "value");
+          }
+        }
+        node(w.transmit, t, null);
         return;
+      }
       case "rec":
       case "ref":
+        if (++depth > MAX_DEPTH) throw tooDeep();
         node(recs.get(w.id)!, v, dom);
+        depth--;
         return;
     }
   };
 
-  node(wire, value, null);
+  try {
+    node(wire, value, null);
+  } catch (e) {
+    throw stackErr(e);
+  }
   return out.toString();
 }
 

@@ -42,6 +42,43 @@ export function describe(x: unknown): string {
   }
 }
 
+/**
+ * Deepest nesting of recursive types (`Lw.Recursive`) a value may have on
+ * encode, decode and print. Every level is a JS call; without a bound a long
+ * enough list or tree (a few bytes per level on the wire) exhausts the stack
+ * and throws a RangeError (the C library would crash). lwmsg's own
+ * unmarshaller runs out of an 8 MiB C stack at a few thousand levels.
+ */
+export const MAX_DEPTH = 4096;
+
+/** Nesting deeper than {@link MAX_DEPTH}: OVERFLOW (a limit, like MAX_ALLOC). */
+export function tooDeep(): LwMsgError {
+  return fail(Status.OVERFLOW, "", `recursive types nested deeper than ${MAX_DEPTH} levels`);
+}
+
+/** The JS stack ran out anyway (called from deep in a program): OVERFLOW instead of a RangeError. */
+export function stackErr(e: unknown): unknown {
+  if (e instanceof RangeError && /call stack/i.test(e.message)) {
+    const err = fail(Status.OVERFLOW, "", "recursive types nested too deep for the stack");
+    (err as { cause?: unknown }).cause = e;
+    return err;
+  }
+  return e;
+}
+
+/**
+ * Elements that take no bytes on the wire (void, empty structs and static
+ * arrays) cannot be bounded by the input left. One decode may produce at most
+ * this many of them plus one per input byte, whatever the nesting: MEMORY
+ * beyond (lwmsg would try the allocation).
+ */
+export const ZERO_SIZE_BUDGET = 65536;
+
+/** A count of zero-size elements over the per-decode budget. */
+export function zeroSizeErr(n: number, path: string): LwMsgError {
+  return fail(Status.MEMORY, path, `${n} elements of a zero-size type exceed what one message may decode`);
+}
+
 /** Input ran out: `need` more bytes at `path`. */
 export function eof(path: string): LwMsgError {
   return fail(Status.EOF, path, "unexpected end of input");
