@@ -72,9 +72,13 @@ export class Listener<P extends Protocol<any> = Protocol<any>> {
   acceptRaw(): Promise<number> {
     if (this.closed) return Promise.reject(new LwMsgError(Status.INVALID_STATE, "accept: listener is closed"));
     if (this.waiters.length === 0) {
-      const fd = acceptFd(this.fd);
+      let fd: number;
+      try {
+        fd = acceptFd(this.fd); // throws the mapped status (EMFILE → RESOURCE_LIMIT); -EAGAIN when nothing is pending
+      } catch (e) {
+        return Promise.reject(e);
+      }
       if (fd >= 0) return Promise.resolve(fd);
-      if (fd !== -Errno.EAGAIN) return Promise.reject(LwMsgError.fromErrno("accept", fd));
     }
     return new Promise<number>((resolve, reject) => {
       this.waiters.push({ resolve, reject });

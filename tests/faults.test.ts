@@ -775,6 +775,7 @@ describe("f/g. out of file descriptors", () => {
         // Retries are paced (the peer waits 20 ms), not a loop on a readable listen socket.
         expect(r.errorCount).toBeLessThan(r.wallMs);
         expect(r.cpuMs).toBeLessThan(r.wallMs / 2);
+        if (layer === "conn") expect(r.rawAccept).toBe(`rejected ${Status.RESOURCE_LIMIT}`); // acceptRaw() rejects, never throws
         await answered;
         child.tell("report");
         expect((await child.json()).served).toBe(1);
