@@ -9,12 +9,19 @@
 // leaks (a snapshot per test, and one for the whole file). Both the bare
 // Connection/Listener layer and the Peer layer are covered where they apply.
 //
-// Covered elsewhere (not repeated here):
-//   - bare accept of a client that never greets → TIMEOUT, listener serves the
-//     next: tests/connection.test.ts "accept timeout: a client process that
-//     connects and never greets" (the Peer version, with its client slot, is here);
-//   - MSG_CTRUNC at the shim level: tests/native.test.ts (the Connection and
-//     Peer consequences are here).
+// Related cases elsewhere (extended here, not repeated):
+//   - tests/connection.test.ts "peer SIGKILLed mid-message" (one FIRST fragment;
+//     here: 200 more packets, the state after, other clients, fds);
+//   - tests/connection.test.ts "accept timeout: a client process that connects
+//     and never greets" (here: also half a greeting, and the Peer version with
+//     its client slot);
+//   - tests/connection.test.ts "backpressure" (in-process pair; here: a real
+//     child that never reads, the queue bound and the message timeout);
+//   - tests/security.test.ts "a client that sends but never reads" (in-process,
+//     the server catches up once it reads; here: a child that never reads is
+//     dropped by the message timeout while others are served);
+//   - tests/native.test.ts MSG_CTRUNC at the shim level (here: what the
+//     Connection and the Peer make of it).
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, realpathSync, rmSync, unlinkSync, writeFileSync, openSync, closeSync } from "node:fs";
 import { AssocState, Connection, ConnectionMode } from "../lib/connection.ts";
