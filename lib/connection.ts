@@ -532,14 +532,16 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
   // ---------------------------------------------------------------- send
 
   /**
-   * `lwmsg_assoc_send_message`. Resolves once the message is in the kernel or
-   * in the bounded outgoing queue (it leaves with the others queued in this
-   * turn). Encoding errors (MALFORMED, INVALID_HANDLE, OVERFLOW) reject and
-   * leave the connection usable, as in lwmsg (§3.4).
+   * `lwmsg_assoc_send_message`. The message is taken at once: encoded into
+   * the outgoing queue, its fds duplicated (so the caller may close its own
+   * fds as soon as send() returns). It leaves with the others queued in this
+   * turn. The promise resolves once the queue is under `sendQueueLimit`;
+   * awaiting it is what bounds memory against a peer that stops reading.
+   * Encoding errors (MALFORMED, INVALID_HANDLE, OVERFLOW) reject and leave
+   * the connection usable, as in lwmsg (§3.4).
    */
   send(message: OutgoingMessage): Promise<void> {
     if (this.phase !== Phase.ESTABLISHED) return Promise.reject(this.notEstablished("send"));
-    if (this.out.pos - this.sendPos >= this.sendQueueLimit || this.drainWaiters.length > 0) return this.sendAfterDrain(message);
     try {
       this.enqueue(message);
     } catch (e) {
@@ -565,19 +567,13 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
   }
 
   private afterEnqueue(): Promise<void> {
-    if (this.out.pos - this.sendPos >= FLUSH_THRESHOLD) {
+    const queued = this.out.pos - this.sendPos;
+    if (queued >= FLUSH_THRESHOLD || queued >= this.sendQueueLimit) {
       this.flush();
       if (this.phase !== Phase.ESTABLISHED && this.fatal) return Promise.reject(this.fatal);
       if (this.out.pos - this.sendPos >= this.sendQueueLimit) return this.waitDrained();
     } else this.scheduleFlush();
     return RESOLVED;
-  }
-
-  private async sendAfterDrain(message: OutgoingMessage): Promise<void> {
-    await this.waitDrained();
-    if (this.phase !== Phase.ESTABLISHED) throw this.notEstablished("send");
-    this.enqueue(message);
-    return this.afterEnqueue();
   }
 
   /** Wait until queued bytes fall under the limit (or everything is sent). */
@@ -625,9 +621,12 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
 
     const w = this.out;
     // Compact: everything before sendPos is already in the kernel. Moving the
-    // unsent tail (≤ sendQueueLimit when we get here) keeps the buffer from
-    // growing with every large message sent while the socket is full.
-    if (this.sendPos > 0) {
+    // unsent tail keeps the buffer from growing with every large message sent
+    // while the socket is full; it is done only while that tail is small (a
+    // caller that awaits send() keeps it ≤ sendQueueLimit) or no bigger than
+    // the space won, so a caller that does not await cannot make it quadratic.
+    const tail = w.pos - this.sendPos;
+    if (this.sendPos > 0 && (tail <= this.sendQueueLimit || tail <= this.sendPos)) {
       if (this.sendPos < w.pos) w.buf.copyWithin(0, this.sendPos, w.pos);
       this.rebaseFdQ(this.sendPos);
       w.pos -= this.sendPos;

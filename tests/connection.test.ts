@@ -412,6 +412,39 @@ describe("messages", () => {
     await b.close();
   });
 
+  test("send() takes the message at once, even while waiting for the queue to drain: fds closed right after send() still arrive as the files they were", async () => {
+    const [a, b] = await Connection.pair(testProtocol, { sendQueueLimit: 64 * 1024 });
+    const data = new Uint8Array(64 * 1024);
+    const pending: Promise<void>[] = [];
+    while (!a.sendBlocked) pending.push(a.send({ tag: "BLOB", data: { size: data.length, data } }));
+    const files = [0, 1, 2].map((i) => tmp.join(`taken-${i}`));
+    const numbers: number[] = [];
+    for (const [i, f] of files.entries()) {
+      writeFileSync(f, `file ${i}`);
+      const fd = openSync(f, "r");
+      numbers.push(fd);
+      pending.push(a.send({ tag: "FD", data: { fd } })); // waits: the queue is full
+      closeSync(fd); // the number is free again, and the next openSync reuses it
+    }
+    expect(new Set(numbers).size).toBe(1); // the same number each time: only early duplication keeps them apart
+    for (;;) {
+      const m = await b.recv();
+      if (m.name !== "FD") continue;
+      const got: string[] = [readFileSync(`/proc/self/fd/${(m.data as { fd: number }).fd}`, "utf8")];
+      m.dispose();
+      for (let i = 1; i < 3; i++) {
+        const n = await b.recv();
+        got.push(readFileSync(`/proc/self/fd/${(n.data as { fd: number }).fd}`, "utf8"));
+        n.dispose();
+      }
+      expect(got).toEqual(["file 0", "file 1", "file 2"]);
+      break;
+    }
+    await Promise.all(pending);
+    await a.close();
+    await b.close();
+  });
+
   test("many messages in one turn leave in few sendmsg calls and all arrive in order", async () => {
     const [a, b] = await Connection.pair(testProtocol);
     const N = 20_000;

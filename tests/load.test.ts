@@ -194,16 +194,12 @@ describe("flood of idle connects against maxClients", () => {
 // ------------------------------------------------------------------ found while reviewing the server under load
 
 describe("replies that wait for the send queue", () => {
-  // BUG (lib/peer.ts, AssocTask.reply → afterIncoming): when a reply cannot be
-  // queued at once (the connection's send queue is over `sendQueueLimit`, so
-  // Connection.send defers the encode to sendAfterDrain), the request is
-  // disposed right after send() is *called*, closing the request's fds, and
-  // the deferred encode later dups whatever that fd number is by then. The
-  // reply is lost (dup → EBADF → SYSTEM, no reply at all: the call never
-  // settles) or, if the number was reused meanwhile, carries an unrelated fd
-  // of the server process to the client. `test.failing` until fixed: make it
-  // a plain `test` then.
-  test.failing("an fd echoed back in a reply that waited for the queue to drain is still the request's fd", async () => {
+  // Was a bug: when a reply could not be queued at once, Connection.send
+  // deferred the encode until the queue drained, but the request (and its fds)
+  // was disposed right after send() was called, so the deferred encode dup'ed
+  // whatever the fd number meant by then (EBADF, or an unrelated server fd).
+  // send() now encodes and duplicates at once.
+  test("an fd echoed back in a reply that waited for the queue to drain is still the request's fd", async () => {
     const proto = Lw.Protocol({
       BIG_REQ: [0, Lw.Struct({ size: Lw.UInt32() })],
       BIG_RES: [1, Lw.Struct({ size: Lw.UInt32(), data: Lw.Pointer(Lw.Array(Lw.UInt8(), { length: "size" }), { notNull: true }) })],
