@@ -509,7 +509,7 @@ if (flood) {
   };
   const r = await floodRun(o);
   table = printFlood(r);
-  console.log(`\nbun-lwmsg soak --flood (${machine.cpus} CPUs, bun ${Bun.version})\n`);
+  console.log(`\nbun-lwmsg soak --flood (backlog ${o.backlog}; reply poll: server ${replyPoll.server}, clients ${replyPoll.clients}; ${machine.cpus} CPUs, bun ${Bun.version})\n`);
   console.log(table);
   if (r.failures.length) {
     failed = true;
@@ -540,7 +540,7 @@ if (flood) {
     log(`  run ${i}: ${r.calls} calls, ${fmtNum(r.callsPerSec)} calls/s, p50/p99/p99.9/max ${lat(r.latencyUs)} µs, server HWM ${r.server.hwmMiB.toFixed(0)} MiB`);
   }
   table = printLoad(runs);
-  console.log(`\nbun-lwmsg soak: ${o.clients} clients × ${o.inflight} in flight, ${o.procs} client processes, ${o.durationS} s, ${runs.length} run(s) (${machine.cpus} CPUs, bun ${Bun.version})\n`);
+  console.log(`\nbun-lwmsg soak: ${o.clients} clients × ${o.inflight} in flight, ${o.procs} client processes, ${o.durationS} s, ${runs.length} run(s); reply poll: server ${replyPoll.server}, clients ${replyPoll.clients} (${machine.cpus} CPUs, bun ${Bun.version})\n`);
   console.log(table);
   for (const [i, r] of runs.entries()) if (r.failures.length) console.log(`\nrun ${i + 1} FAILURES:\n  ${r.failures.join("\n  ")}`);
   out = { date: new Date().toISOString(), bun: Bun.version, machine, options: o, replyPoll, runs, table };
