@@ -131,7 +131,8 @@ describe("flood of idle connects against maxClients", () => {
       while (flooding) {
         try {
           const r = await hs.call({ tag: "ECHO_REQ", data: { seq, s: "healthy" } });
-          if (r.data.seq !== seq) healthyFailures.push(`wrong reply ${r.data.seq} for ${seq}`);
+          const got = (r.data as { seq: number }).seq;
+          if (got !== seq) healthyFailures.push(`wrong reply ${got} for ${seq}`);
           healthyCalls++;
         } catch (e) {
           healthyFailures.push(e instanceof LwMsgError ? statusShortName(e.status) : String(e));
@@ -174,7 +175,7 @@ describe("flood of idle connects against maxClients", () => {
       release.resolve();
       expect((await held).name).toBe("HOLD_RES");
       const used = await hos.call({ tag: "USE_REQ", data: handle });
-      expect(used.data.uses).toBe(1); // the same server-side handle, so the same session
+      expect((used.data as { uses: number }).uses).toBe(1); // the same server-side handle, so the same session
       expect(destructs).toBe(evicted); // still nobody else
       expect(exceptions).toEqual([]);
     } finally {
