@@ -492,6 +492,16 @@ function log(s: string): void {
 
 const cpu = osCpus();
 const machine = { cpus: cpu.length, model: cpu[0]?.model ?? "?", kernel: release() };
+/** The code measured: HEAD, and whether lib/ has uncommitted changes. */
+function codeVersion(): string {
+  try {
+    const git = (args: string[]) => Bun.spawnSync(["git", ...args], { cwd: join(HERE, "..") }).stdout.toString().trim();
+    return git(["rev-parse", "--short", "HEAD"]) + (git(["status", "--porcelain", "lib"]) ? "+dirty lib/" : "");
+  } catch {
+    return "unknown";
+  }
+}
+const code = codeVersion();
 let failed = false;
 let table = "";
 let out: object;
@@ -509,13 +519,13 @@ if (flood) {
   };
   const r = await floodRun(o);
   table = printFlood(r);
-  console.log(`\nbun-lwmsg soak --flood (backlog ${o.backlog}; reply poll: server ${replyPoll.server}, clients ${replyPoll.clients}; ${machine.cpus} CPUs, bun ${Bun.version})\n`);
+  console.log(`\nbun-lwmsg soak --flood (backlog ${o.backlog}; reply poll: server ${replyPoll.server}, clients ${replyPoll.clients}; ${machine.cpus} CPUs, bun ${Bun.version}, code ${code})\n`);
   console.log(table);
   if (r.failures.length) {
     failed = true;
     console.log(`\nFAILURES:\n  ${r.failures.join("\n  ")}`);
   }
-  out = { date: new Date().toISOString(), bun: Bun.version, machine, replyPoll, run: r, table };
+  out = { date: new Date().toISOString(), code, bun: Bun.version, machine, replyPoll, run: r, table };
 } else {
   const clients = num("--clients", quick ? 100 : 1000);
   const o = {
@@ -540,10 +550,10 @@ if (flood) {
     log(`  run ${i}: ${r.calls} calls, ${fmtNum(r.callsPerSec)} calls/s, p50/p99/p99.9/max ${lat(r.latencyUs)} µs, server HWM ${r.server.hwmMiB.toFixed(0)} MiB`);
   }
   table = printLoad(runs);
-  console.log(`\nbun-lwmsg soak: ${o.clients} clients × ${o.inflight} in flight, ${o.procs} client processes, ${o.durationS} s, ${runs.length} run(s); reply poll: server ${replyPoll.server}, clients ${replyPoll.clients} (${machine.cpus} CPUs, bun ${Bun.version})\n`);
+  console.log(`\nbun-lwmsg soak: ${o.clients} clients × ${o.inflight} in flight, ${o.procs} client processes, ${o.durationS} s, ${runs.length} run(s); reply poll: server ${replyPoll.server}, clients ${replyPoll.clients} (${machine.cpus} CPUs, bun ${Bun.version}, code ${code})\n`);
   console.log(table);
   for (const [i, r] of runs.entries()) if (r.failures.length) console.log(`\nrun ${i + 1} FAILURES:\n  ${r.failures.join("\n  ")}`);
-  out = { date: new Date().toISOString(), bun: Bun.version, machine, options: o, replyPoll, runs, table };
+  out = { date: new Date().toISOString(), code, bun: Bun.version, machine, options: o, replyPoll, runs, table };
 }
 
 if (jsonPath) {
