@@ -334,8 +334,10 @@ interface FloodRun {
   config: { maxClients: number; idleMs: number; establishMs: number; greeters: number; silent: number; procs: number; durationS: number; backlog: number };
   elapsedS: number;
   accepted: number;
-  acceptedPerSec: number;
-  serverSessionsPerSec: number;
+  /** Sessions the server constructed per second over the flood window (every one a completed handshake). */
+  sessionsPerSec: number;
+  /** Sessions the server ended per second over the window, less the fresh clients' own closes: idle evictions. */
+  evictionsPerSec: number;
   evicted: number;
   closedOther: Record<string, number>;
   connectFailed: Record<string, number>;
@@ -366,6 +368,8 @@ async function floodRun(o: FloodRun["config"]): Promise<FloodRun> {
     kids.push(healthy);
     await healthy.wait("connected", 30_000);
     const st0 = (await server.request("stats", "stats")).stats;
+    // The flood window runs from here (children spawning) to the server's stats after the healthy client's report.
+    const t0 = performance.now();
     const floods: ChildLink[] = [];
     for (let i = 0; i < o.procs; i++) {
       const g = Math.floor(o.greeters / o.procs) + (i < o.greeters % o.procs ? 1 : 0);
@@ -376,7 +380,6 @@ async function floodRun(o: FloodRun["config"]): Promise<FloodRun> {
     await Promise.all(floods.map((f) => f.wait("started", 30_000)));
     const durationMs = o.durationS * 1000;
     log(`  flood: ${o.greeters} idle greeters + ${o.silent} silent over ${o.procs} processes against maxClients ${o.maxClients} (idle ${o.idleMs} ms, establish ${o.establishMs} ms) for ${o.durationS} s…`);
-    const t0 = performance.now();
     healthy.send({ go: durationMs });
     let duringFds = 0;
     const sampler = setInterval(() => {
@@ -387,9 +390,9 @@ async function floodRun(o: FloodRun["config"]): Promise<FloodRun> {
       }
     }, 250);
     const hres = (await healthy.wait("result", durationMs + 60_000)).result;
-    const elapsedS = (performance.now() - t0) / 1000;
     clearInterval(sampler);
     const stFlood = (await server.request("stats", "stats")).stats;
+    const elapsedS = (performance.now() - t0) / 1000;
     const fres = (await Promise.all(floods.map((f) => f.request("stop", "result", 30_000)))).map((m) => m.result);
     await Promise.all(floods.map((f) => f.finish()));
     await healthy.request("close", "closed", 30_000);
@@ -416,8 +419,8 @@ async function floodRun(o: FloodRun["config"]): Promise<FloodRun> {
       config: o,
       elapsedS,
       accepted,
-      acceptedPerSec: accepted / elapsedS,
-      serverSessionsPerSec: (stFlood.constructs - st0.constructs) / elapsedS,
+      sessionsPerSec: (stFlood.constructs - st0.constructs) / elapsedS,
+      evictionsPerSec: (stFlood.destructs - st0.destructs - hres.fresh.calls) / elapsedS,
       evicted: sum((r) => r.evicted),
       closedOther,
       connectFailed,
@@ -467,8 +470,9 @@ async function floodRun(o: FloodRun["config"]): Promise<FloodRun> {
 function printFlood(r: FloodRun): string {
   const ms = (f: LatencyFigures) => `${fmtNum(f.p50)} / ${fmtNum(f.p99)} / ${fmtNum(f.max)}`;
   const rows: string[][] = [
-    ["accepted connects (handshakes) /s", `${fmtNum(r.acceptedPerSec)} (${r.accepted} in ${r.elapsedS.toFixed(1)} s; server sessions/s ${fmtNum(r.serverSessionsPerSec)})`],
-    ["idle connections evicted (SHUTDOWN PEER_CLOSE)", `${r.evicted}${Object.keys(r.closedOther).length ? `; closed otherwise ${JSON.stringify(r.closedOther)}` : ""}`],
+    ["accepted connects (sessions constructed) /s, server, over the flood window", `${fmtNum(r.sessionsPerSec)} (window ${r.elapsedS.toFixed(1)} s)`],
+    ["idle sessions evicted /s, server", fmtNum(r.evictionsPerSec)],
+    ["flood clients' totals (to their stop): handshakes done / evicted (SHUTDOWN PEER_CLOSE)", `${r.accepted} / ${r.evicted}${Object.keys(r.closedOther).length ? `; closed otherwise ${JSON.stringify(r.closedOther)}` : ""}`],
     ["idle connection: wait for ACCEPT ms p50 / p99 / max", ms(r.acceptWaitMs)],
     ["idle connection: held before eviction ms p50 / p99 / max", ms(r.heldForMs)],
     ["silent (never greet): connected / dropped; life ms p50 / p99 / max", `${r.silentConnected} / ${r.silentDropped}; ${ms(r.silentLifeMs)}`],
