@@ -42,7 +42,7 @@ function deferred() {
 describe("flood of idle connects against maxClients", () => {
   test("≤ M sessions; idle ones evicted under pressure so every newcomer is served; busy and handle-holding sessions kept; silent connections dropped; a healthy client served throughout", async () => {
     const M = 20;
-    const GREETERS = 2 * 40;
+    const GREETERS = 2 * 60;
     const SILENT = 10;
     const path = tmp.join("flood.sock");
     const server = new Peer(soakProtocol, { maxClients: M, timeouts: { idle: 200, establish: 300 } });
