@@ -47,6 +47,8 @@ export interface LiveEntry extends StoredBytes {
   fds: number;
   /** Close the raw side after writing (EOF). */
   close: boolean;
+  /** The bytes start with the raw side's own (possibly mutated) CONNECT greeting. */
+  greeting?: boolean;
   expected: string;
   actual: string;
   /** Exact event list to insist on (as live.ts prints events). */
@@ -70,7 +72,7 @@ export function fromHex(s: string): Uint8Array {
 /** Bytes → the stored form (hex up to 16 KiB, gzip+base64 beyond). */
 export function storeBytes(b: Uint8Array): StoredBytes {
   if (b.length <= 16 * 1024) return { hex: toHex(b) };
-  return { gzip64: Buffer.from(Bun.gzipSync(b)).toString("base64") };
+  return { gzip64: Buffer.from(Bun.gzipSync(new Uint8Array(b))).toString("base64") };
 }
 
 export function loadBytes(e: StoredBytes): Uint8Array {
