@@ -325,6 +325,11 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
   private replyPollUs: number;
   private readonly replyPollAdaptive: boolean;
   private replyPollSkip = 0;
+  /**
+   * @internal Set by a Peer server while it has several clients: the reply
+   * poll blocks the JS thread on one socket, which would stall the others.
+   */
+  replyPollPaused = false;
   private replyPollBackoff = REPLY_POLL_MIN_BACKOFF;
   private justSent = false;
   private eofSeen = false;
@@ -794,7 +799,7 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
     const m2 = this.takeQueued();
     if (m2 !== undefined) return m2 instanceof LwMsgError ? Promise.reject(m2) : Promise.resolve(m2);
     // Poll before parking: a reply to what we just sent often arrives within microseconds.
-    if (this.justSent && this.replyPollUs > 0 && this.phase === Phase.ESTABLISHED) {
+    if (this.justSent && this.replyPollUs > 0 && !this.replyPollPaused && this.phase === Phase.ESTABLISHED) {
       if (this.replyPollSkip > 0) this.replyPollSkip--;
       else {
         const r = native.lw_wait_readable(this.fd, this.replyPollUs);

@@ -360,6 +360,47 @@ describe("limits", () => {
     expect(throwStatus(() => new Connection(multicallProtocol, { maxFds: 0 }))).toBe(Status.INVALID_PARAMETER);
   });
 
+  test("maxClients bounds live sessions: a session whose handler still runs after its client left keeps its slot until the handler ends", async () => {
+    const path = sockPath();
+    let live = 0;
+    let most = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let started = 0;
+    const server = new Peer(multicallProtocol, { maxClients: 1 });
+    server.onSession({ construct: () => void (most = Math.max(most, ++live)), destruct: () => void live-- });
+    server.addDispatch({
+      PING_REQUEST: () => ({ tag: "PING_REPLY" }),
+      SLOW_REQUEST: async () => {
+        started++;
+        await gate; // ignores call.signal on purpose
+        return { tag: "PING_REPLY" };
+      },
+    });
+    server.addListenEndpoint(ConnectionMode.LOCAL, path);
+    await server.startListen();
+    const a = new Peer(multicallProtocol);
+    a.addConnectEndpoint(ConnectionMode.LOCAL, path);
+    const held = (await a.connect()).call({ tag: "SLOW_REQUEST", data: { id: 1 } }).catch((e) => (e as LwMsgError).status);
+    await until(() => started === 1, 5000, "handler running");
+    await a.disconnect();
+    expect(await held).toBe(Status.CANCELLED);
+    const b = new Peer(multicallProtocol);
+    b.addConnectEndpoint(ConnectionMode.LOCAL, path);
+    const bCall = (await b.connect()).call({ tag: "PING_REQUEST" });
+    let bDone = false;
+    void bCall.then(() => (bDone = true), () => (bDone = true));
+    await Bun.sleep(100);
+    expect(bDone).toBe(false); // the slot is still A's: B waits in the backlog
+    expect(server.clientCount).toBe(1);
+    release();
+    expect((await bCall).name).toBe("PING_REPLY");
+    expect(most).toBe(1);
+    await b.close();
+    await a.close();
+    await server.close();
+  });
+
   test("maxCallsPerSession: calls beyond the limit are answered BUSY at once; the others complete", async () => {
     const path = sockPath();
     let started = 0;
