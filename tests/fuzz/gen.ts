@@ -171,6 +171,8 @@ class ValueGen {
   private depth = 0;
   private readonly recObjs = new Map<string, object[]>();
   private readonly shared = new Map<WireType, unknown[]>();
+  /** The value being generated is the referent of an aliasable pointer. */
+  private aliasTarget = false;
   constructor(
     readonly rng: Rng,
     readonly recs: Map<string, WireType>,
@@ -249,6 +251,7 @@ class ValueGen {
 
   value(w: WireType, env: Env | null): unknown {
     const rng = this.rng;
+    if (w.kind !== "rec" && w.kind !== "ref") this.aliasTarget = false;
     switch (w.kind) {
       case "int":
         return this.intValue(w);
@@ -286,7 +289,11 @@ class ValueGen {
         }
         this.depth++;
         try {
+          // only an object behind an aliasable pointer may be shared (an inline struct is always a copy on the wire)
+          this.aliasTarget = w.aliasable;
           const v = this.value(w.to, env);
+          // a nullable pointer to something whose JS value is null/undefined (void, an inner pointer) reads as NULL
+          if (!w.notNull && (v === null || v === undefined)) return null;
           if (w.aliasable && v !== null && typeof v === "object") {
             let l = this.shared.get(w.to);
             if (!l) this.shared.set(w.to, (l = []));
@@ -312,7 +319,9 @@ class ValueGen {
       case "ref": {
         const id = w.id;
         const body = this.recs.get(id)!;
-        if (body.kind === "struct") {
+        const shared = this.aliasTarget;
+        this.aliasTarget = false;
+        if (body.kind === "struct" && shared) {
           // the object exists before its members, so an aliasable pointer further down can close a cycle
           const shell: Record<string, unknown> = {};
           let l = this.recObjs.get(id);

@@ -16,6 +16,7 @@ import type { Protocol } from "../../lib/protocol.ts";
 import { testProtocol } from "../fixtures/protocol.ts";
 import { asyncProtocol, counterProtocol, multicallProtocol } from "../fixtures/peer-protocol.ts";
 import { fservProtocol } from "../../examples/fserv/protocol.ts";
+import { parseRandomName, randomSchema } from "./randschema.ts";
 
 export interface SchemaEntry {
   name: string;
@@ -268,8 +269,16 @@ for (const [pname, p] of Object.entries(protocols)) {
 /** All schemas, in a fixed order. */
 export const schemas: readonly SchemaEntry[] = entries;
 
+const byName = new Map(entries.map((e) => [e.name, e]));
+
+/** A schema by name: one of {@link schemas}, or a random one (`random.<seed>.<k>`, see randschema.ts). */
 export function schemaByName(name: string): SchemaEntry {
-  const e = entries.find((x) => x.name === name);
-  if (!e) throw new Error(`no fuzz schema named ${name}`);
+  let e = byName.get(name);
+  if (!e) {
+    const r = parseRandomName(name);
+    if (!r) throw new Error(`no fuzz schema named ${name}`);
+    e = { name, source: "random", T: randomSchema(r.seed, r.k) };
+    byName.set(name, e);
+  }
   return e;
 }
