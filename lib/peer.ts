@@ -1132,7 +1132,6 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
     task.slotUid = uid;
     session.task = task;
     this.serverTasks.add(task);
-    this.syncReplyPoll(task);
     this.finishing.add(task.finished);
     this.updateSweeper();
     task.start();
@@ -1181,29 +1180,10 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
     this.updateSweeper();
   }
 
-  /**
-   * The reply poll (a short blocking wait on the socket after sending) pays
-   * off for one client, but on a server with several it blocks the thread on
-   * one client's socket while the others wait: bench/soak.ts measured 9k
-   * calls/s and p99 0.65 s with 1,000 clients, against 32k calls/s and p99
-   * 73 ms without it, while one client's round trip loses its hop-free path
-   * (1.1× → 1.6–4× `transact`). So it stays on while this server has one
-   * connection and pauses from the second. Runs on each add (`added`) and
-   * removal (null); it touches every connection only when crossing 1 ↔ 2.
-   */
-  private syncReplyPoll(added: AssocTask | null): void {
-    const n = this.serverTasks.size;
-    if (added !== null) {
-      if (n === 2) for (const t of this.serverTasks) t.conn.replyPollPaused = true;
-      else added.conn.replyPollPaused = n > 1;
-    } else if (n === 1) for (const t of this.serverTasks) t.conn.replyPollPaused = false;
-  }
-
   /** @internal a task lost its connection. */
   _taskEnded(task: AssocTask): void {
-    if (task.incoming) {
-      if (this.serverTasks.delete(task)) this.syncReplyPoll(null);
-    } else this.clientTasks.delete(task);
+    if (task.incoming) this.serverTasks.delete(task);
+    else this.clientTasks.delete(task);
     this.updateSweeper();
   }
 

@@ -445,6 +445,27 @@ describe("messages", () => {
     await b.close();
   });
 
+  test("the reply poll runs only while no other connection of the process waits for input (it would block them)", async () => {
+    const [a1, b1] = await Connection.pair(testProtocol, { replyPollUs: 50 });
+    const [a2, b2] = await Connection.pair(testProtocol);
+    const roundTrip = async () => {
+      const before = (Connection as any).replyPolls as number;
+      await a1.send({ tag: "EMPTY" });
+      const reply = a1.recv();
+      await b1.recv();
+      await b1.send({ tag: "EMPTY" });
+      await reply;
+      return ((Connection as any).replyPolls as number) - before;
+    };
+    expect(await roundTrip()).toBe(1); // alone: a1 polls after sending
+    const parked = b2.recv(); // another connection now waits for input
+    expect(await roundTrip()).toBe(0);
+    await a2.send({ tag: "EMPTY" });
+    await parked;
+    expect(await roundTrip()).toBe(1);
+    for (const c of [a1, b1, a2, b2]) await c.close();
+  });
+
   test("many messages in one turn leave in few sendmsg calls and all arrive in order", async () => {
     const [a, b] = await Connection.pair(testProtocol);
     const N = 20_000;

@@ -939,37 +939,6 @@ describe("call protocol (§7.4) against a bare Connection", () => {
 
 // ------------------------------------------------------------------ sessions, tokens, handles (§5, §6)
 
-describe("server reply poll", () => {
-  test("stays on with one client, pauses on every connection from the second (it would stall the others), resumes at one", async () => {
-    const path = sockPath();
-    const sessions: Session[] = [];
-    const server = new Peer(multicallProtocol);
-    server.onSession({ construct: (_t, s) => void sessions.push(s) });
-    server.addDispatch({ PING_REQUEST: () => ({ tag: "PING_REPLY" }) });
-    server.addListenEndpoint(ConnectionMode.LOCAL, path);
-    await server.startListen();
-    const paused = () => sessions.filter((s) => !s.ended).map((s) => (s as any).task.conn.replyPollPaused as boolean);
-    const client = async () => {
-      const p = new Peer(multicallProtocol);
-      p.addConnectEndpoint(ConnectionMode.LOCAL, path);
-      await (await p.connect()).call({ tag: "PING_REQUEST" });
-      return p;
-    };
-    const a = await client();
-    expect(paused()).toEqual([false]);
-    const b = await client();
-    expect(paused()).toEqual([true, true]);
-    const c = await client();
-    expect(paused()).toEqual([true, true, true]);
-    await b.close();
-    await c.close();
-    await until(() => paused().length === 1, 5000, "two sessions ended");
-    expect(paused()).toEqual([false]);
-    await a.close();
-    await server.close();
-  });
-});
-
 describe("sessions and handles", () => {
   test("the session constructor sees the token of a real other process (child); rejecting refuses the client; destructors run", async () => {
     const path = sockPath();
