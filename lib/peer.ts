@@ -257,6 +257,8 @@ class AssocTask implements SessionTask {
   blockActivity = -1;
   blockedSince = 0;
   private finishedFlag = false;
+  /** An orderly close (SHUTDOWN) is still flushing. */
+  private closing = false;
   private resolveFinished!: () => void;
   /** Resolves once the connection is gone and every incoming call has settled. */
   readonly finished: Promise<void>;
@@ -700,15 +702,26 @@ class AssocTask implements SessionTask {
     this.out.clear();
     for (const oc of outs) this.settleError(oc, err.status, err.message, null);
     for (const c of [...this.inCalls.values()]) c._cancel(this.peer._exceptionFn);
-    if (orderly) this.conn.close().then(noop, noop);
-    else this.conn.destroy();
+    if (orderly) {
+      // The socket stays ours (and so does the client slot) until the
+      // goodbye is flushed: maxClients bounds fds as well as sessions.
+      this.closing = true;
+      this.peer._closingConns.add(this.conn);
+      this.conn.close().then(this.onClosed, this.onClosed);
+    } else this.conn.destroy();
     if (this.inputWaiters.length > 0) this.wakeInputWaiters();
     this.peer._taskEnded(this);
     this.maybeFinish();
   }
 
+  private onClosed = (): void => {
+    this.closing = false;
+    this.peer._closingConns.delete(this.conn);
+    this.maybeFinish();
+  };
+
   private maybeFinish(): void {
-    if (this.finishedFlag || this.status === 0 || this.inCalls.size > 0) return;
+    if (this.finishedFlag || this.status === 0 || this.inCalls.size > 0 || this.closing) return;
     this.finishedFlag = true;
     this.peer._taskFinished(this);
     this.resolveFinished();
@@ -790,6 +803,8 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
   private numClients = 0;
   private readonly serverTasks = new Set<AssocTask>();
   private readonly handshaking = new Set<Connection>();
+  /** @internal connections whose orderly close is still flushing. */
+  readonly _closingConns = new Set<Connection>();
   private readonly finishing = new Set<Promise<void>>();
   private stopGeneration = 0;
   private pollerRef: Poller | null = null;
@@ -1175,6 +1190,7 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
       this.pollerRef = null;
     }
     for (const c of [...this.handshaking]) c.destroy();
+    for (const c of [...this._closingConns]) c.destroy(); // goodbyes still flushing: stop waiting for slow readers
     for (const t of [...this.serverTasks]) t.shutdown(new LwMsgError(Status.CANCELLED, "the server stopped listening"), false);
     while (this.finishing.size > 0) await Promise.all([...this.finishing]);
     this.updateSweeper();

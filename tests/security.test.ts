@@ -401,6 +401,32 @@ describe("limits", () => {
     await server.close();
   });
 
+  test("a dropped client's slot (and socket) stays taken while its goodbye is still flushing; stopListen does not wait for it", async () => {
+    const path = sockPath();
+    const ended: number[] = [];
+    const big = "y".repeat(32 * 1024);
+    const server = new Peer(multicallProtocol, { sendQueueLimit: 64 * 1024, timeouts: { message: 150 } });
+    server.onSession({ destruct: () => void ended.push(Date.now()) });
+    server.addDispatch({ ECHO_REQUEST: (d) => ({ tag: "ECHO_REPLY", data: { n: d.n, s: big } }) });
+    server.addListenEndpoint(ConnectionMode.LOCAL, path);
+    await server.startListen();
+    const raw = new Connection(multicallProtocol);
+    raw.setEndpoint(ConnectionMode.LOCAL, path);
+    await raw.connect();
+    for (let i = 0; i < 200; i++) void raw.send({ tag: "ECHO_REQUEST", data: { n: i, s: "" }, cookie: i }).catch(() => {});
+    // The message timeout drops the client, but its socket is full: the SHUTDOWN cannot be flushed.
+    await until(() => (server as any)._closingConns.size === 1, 5000, "the server closing the connection");
+    expect(server.clientCount).toBe(1); // still holds its slot and fd
+    expect(ended).toEqual([]);
+    const t0 = Date.now();
+    await server.stopListen(); // must not wait out the 5 s goodbye deadline
+    expect(Date.now() - t0).toBeLessThan(4000);
+    expect(server.clientCount).toBe(0);
+    expect(ended.length).toBe(1);
+    raw.destroy();
+    await server.close();
+  });
+
   test("maxCallsPerSession: calls beyond the limit are answered BUSY at once; the others complete", async () => {
     const path = sockPath();
     let started = 0;
