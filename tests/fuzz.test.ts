@@ -3,7 +3,7 @@
 // cases runs each time. `npm run fuzz` (tests/fuzz/run.ts) is the full run.
 import { afterAll, describe, expect, test } from "bun:test";
 import { CORPUS_DIR, loadBytes, loadCorpus } from "./fuzz/corpus.ts";
-import { DecoderFuzzer, Tally, replayDecoder, runDecoderBatch, type DecoderFailure } from "./fuzz/decoder.ts";
+import { DecoderFuzzer, Tally, replayDecoder, runDecoderBatch, sweepCounts, type DecoderFailure } from "./fuzz/decoder.ts";
 import { LiveFuzzer, replayLive } from "./fuzz/live.ts";
 import { schemas } from "./fuzz/schemas.ts";
 import { fdLeakCheck } from "./helpers/fds.ts";
@@ -69,6 +69,13 @@ describe("seeded batch", () => {
     expect(tally.byOutcome.get("EOF")).toBeGreaterThan(1_000);
   }, 60_000);
 
+  test("huge counts: every count, length member and id of valid encodings set to 2^32-1 & co. never allocates beyond what the input backs", () => {
+    const f = new DecoderFuzzer();
+    const r = sweepCounts(f, SEED, 2, Array.from({ length: 30 }, (_, k) => `random.${SEED}.${k}`));
+    expect(r.failures).toEqual([]);
+    expect(r.cases).toBeGreaterThan(500);
+    expect(r.worstRatio).toBeLessThanOrEqual(1);
+  }, 60_000);
   test(`live: 2,000 cases into a real receiving Connection, seed ${SEED.toString(16)}`, async () => {
     const kinds = new Map<string, number>();
     const events = new Map<string, number>();

@@ -11,7 +11,10 @@
  * - Structs are decoded into locals and built with one object literal, so
  *   every decoded object of a type has the same shape.
  * - Counts read from the wire are checked against the bytes left *before*
- *   anything is allocated; a bogus u32 count cannot allocate gigabytes.
+ *   anything is allocated; a bogus u32 count cannot allocate gigabytes. Arrays
+ *   of variable-size elements preallocate at most 64 slots and grow as their
+ *   elements decode: nested levels would otherwise each claim the same bytes
+ *   left again (a 300 KB tree of wide arrays allocated 2 GB before failing).
  * - Error messages (with the field path, e.g. `value.items[3].mode`) are
  *   built only when throwing; the path is assembled from constants and the
  *   loop indices that are in scope at the throw site.

@@ -258,7 +258,11 @@ export class DecGen extends Gen {
     const i = this.v("i");
     const e = this.v("e");
     const esc: Scope = { dom: sc.dom, path: [...sc.path, { v: i }] };
-    this.emit(`${t} = new Array(${n});`);
+    // Variable-size elements may nest (recursion, arrays of arrays): preallocating every level to its count
+    // would let each level claim the same remaining input again (a 300 KB message could allocate gigabytes
+    // before failing). Beyond a few elements they are appended as they decode, so memory follows the input.
+    if (fs > 0 || len.term === "static") this.emit(`${t} = new Array(${n});`);
+    else this.emit(`${t} = ${n} > ${RT.PREALLOC_MAX} ? [] : new Array(${n});`);
     if (reg) this.emit(this.regCode(reg, t));
     this.emit(`for (let ${i} = 0; ${i} < ${n}; ${i}++) { let ${e};`);
     this.value(of, e, esc, fs > 0);

@@ -74,6 +74,13 @@ export function stackErr(e: unknown): unknown {
  */
 export const ZERO_SIZE_BUDGET = 65536;
 
+/**
+ * Arrays of variable-size elements with a count from the wire are
+ * preallocated up to this many elements; longer ones grow as their elements
+ * decode (see decode-gen.ts).
+ */
+export const PREALLOC_MAX = 64;
+
 /** A count of zero-size elements over the per-decode budget. */
 export function zeroSizeErr(n: number, path: string): LwMsgError {
   return fail(Status.MEMORY, path, `${n} elements of a zero-size type exceed what one message may decode`);

@@ -22,13 +22,16 @@
  * a failure. A value that decodes must print, and re-encode without a
  * non-LwMsgError; when it re-encodes (and holds no handles) decoding the new
  * bytes must give an equal value. The reader must never run past its end,
- * and a generated valid encoding must decode to the value it came from.
+ * and a generated valid encoding must decode to the value it came from. In
+ * the huge-count sweep and corpus replays, the array slots a decode
+ * preallocates are counted and must stay within {@link allocBound}.
  * @module
  */
 import type { TSchema } from "@sinclair/typebox";
 import { Lw } from "../../lib/lw.ts";
 import { LwMsgError, Status, statusShortName } from "../../lib/status.ts";
 import { ByteReader, CodecContext } from "../../lib/codec/io.ts";
+import { MAX_DEPTH, PREALLOC_MAX } from "../../lib/codec/runtime.ts";
 import type { WireType } from "../../lib/types.ts";
 import { schemas, schemaByName, type SchemaEntry } from "./schemas.ts";
 import { HandleWorld, Skip, recsOf, validEncoding } from "./gen.ts";
@@ -241,8 +244,9 @@ export class Tally {
 
 /** Replay a saved decoder input: the oracle must hold and, if pinned, the outcome must be the pinned one. Returns the failure or null. */
 export function replayDecoder(f: DecoderFuzzer, e: { schema: string; fdsIn: number; handles: boolean; pin?: string }, bytes: Uint8Array): string | null {
-  const r = f.run({ schema: e.schema, bytes, fdsIn: e.fdsIn, handles: e.handles });
+  const { value: r, total } = withArrayProbe(() => f.run({ schema: e.schema, bytes, fdsIn: e.fdsIn, handles: e.handles }));
   if (r.failure) return r.failure;
+  if (total > allocBound(bytes.length)) return `preallocated ${total} array slots for ${bytes.length} input bytes (bound ${allocBound(bytes.length)})`;
   if (e.pin !== undefined && r.outcome !== e.pin) return `outcome ${r.outcome}, pinned ${e.pin}`;
   return null;
 }
@@ -267,4 +271,98 @@ export function runDecoderBatch(f: DecoderFuzzer, seed: number, from: number, to
       if (!failures.has(key)) failures.set(key, { index: i, input: c, kind: c.kind, ops: c.ops, outcome: r.outcome, failure: r.failure });
     }
   }
+}
+
+/**
+ * Run `fn` with `Array` wrapped, so every `new Array(n)` a generated decoder
+ * makes is seen (the generated code looks `Array` up globally at run time).
+ * Returns the largest n and the sum of all n.
+ */
+export function withArrayProbe<T>(fn: () => T): { value: T; biggest: number; total: number } {
+  const RealArray = Array;
+  let biggest = 0;
+  let total = 0;
+  const probe = new Proxy(RealArray, {
+    construct(target, args, newTarget) {
+      if (args.length === 1 && typeof args[0] === "number") {
+        if (args[0] > biggest) biggest = args[0];
+        total += args[0];
+      }
+      return Reflect.construct(target, args, newTarget);
+    },
+  });
+  (globalThis as { Array: ArrayConstructor }).Array = probe;
+  try {
+    return { value: fn(), biggest, total };
+  } finally {
+    (globalThis as { Array: ArrayConstructor }).Array = RealArray;
+  }
+}
+
+/**
+ * Array slots one decode may preallocate for `inputBytes` of input: every
+ * element that takes bytes is backed by them, zero-size ones draw on the
+ * 65536 + input budget, and at most PREALLOC_MAX slots per array are claimed
+ * before its elements exist (nesting is bounded by MAX_DEPTH).
+ */
+export function allocBound(inputBytes: number): number {
+  return 2 * (65536 + inputBytes) + PREALLOC_MAX * MAX_DEPTH;
+}
+
+export interface SweepResult {
+  cases: number;
+  /** Array slots a decode preallocated, relative to {@link allocBound} of its input (must stay ≤ 1). */
+  worstRatio: number;
+  worst: string;
+  maxMs: number;
+  failures: string[];
+  byOutcome: Map<string, number>;
+}
+
+const HUGE = [0xffffffff, 0x7fffffff, 0x80000000, 0x10000, 0xffff] as const;
+
+/**
+ * Every count, length member and alias id of valid encodings of every schema
+ * set huge (2^32-1, 2^31-1, 2^31, 65536, 65535, the bytes left + 1, the
+ * field's maximum): the decode must fail (or succeed) without allocating
+ * more than the input can back. Checked directly: while these decodes run,
+ * `Array` is wrapped so every `new Array(n)` the generated code makes is
+ * seen, and n may not exceed the zero-size budget plus the input length.
+ */
+export function sweepCounts(f: DecoderFuzzer, seed: number, perSchema: number, extraSchemas: string[] = []): SweepResult {
+  const res: SweepResult = { cases: 0, worstRatio: 0, worst: "", maxMs: 0, failures: [], byOutcome: new Map() };
+  const rng = new Rng(mixSeed(seed, 0x5eeb));
+  const entries = [...schemas, ...extraSchemas.map((n) => schemaByName(n))];
+  for (const entry of entries) {
+    let p = f.prepare(entry, rng);
+    for (let tries = 0; p.pool.length < perSchema && tries < 4 * perSchema; tries++) p = f.prepare(entry, rng);
+    for (let k = 0; k < perSchema && k < p.pool.length; k++) {
+      const base = p.pool[k]!;
+      for (const field of base.fields) {
+        if (field.kind !== "count" && field.kind !== "length" && field.kind !== "alias" && field.kind !== "hid") continue;
+        const remaining = base.bytes.length - (field.off + field.size);
+        const max = 2n ** BigInt(field.size * 8) - 1n;
+        for (const v of [...HUGE.map(BigInt), BigInt(remaining + 1), max, max >> 1n]) {
+          const bytes = base.bytes.slice();
+          let x = v & max;
+          for (let i = field.size - 1; i >= 0; i--) {
+            bytes[field.off + i] = Number(x & 0xffn);
+            x >>= 8n;
+          }
+          const { value: r, total } = withArrayProbe(() => f.run({ schema: entry.name, bytes, fdsIn: base.fds.length, handles: true }));
+          res.cases++;
+          res.byOutcome.set(r.outcome, (res.byOutcome.get(r.outcome) ?? 0) + 1);
+          if (r.ms > res.maxMs) res.maxMs = r.ms;
+          const ratio = total / allocBound(bytes.length);
+          if (ratio > res.worstRatio) {
+            res.worstRatio = ratio;
+            res.worst = `${entry.name}: ${total} array slots from ${bytes.length} bytes (${field.kind} at ${field.off} = ${v})`;
+          }
+          if (r.failure) res.failures.push(`${entry.name} ${field.kind}@${field.off}=${v}: ${r.failure}`);
+          if (ratio > 1) res.failures.push(`${entry.name} ${field.kind}@${field.off}=${v}: ${total} array slots preallocated from ${bytes.length} input bytes (bound ${allocBound(bytes.length)})`);
+        }
+      }
+    }
+  }
+  return res;
 }

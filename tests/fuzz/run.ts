@@ -13,7 +13,7 @@
  */
 import { Worker } from "node:worker_threads";
 import { Poller } from "../../lib/native/poller.ts";
-import { DecoderFuzzer, Tally, runDecoderBatch, type DecoderFailure } from "./decoder.ts";
+import { DecoderFuzzer, RANDOM_SCHEMAS, Tally, runDecoderBatch, sweepCounts, type DecoderFailure, type SweepResult } from "./decoder.ts";
 import { LiveFuzzer, openFdCount, replayLive, type LiveCase, type LiveResult } from "./live.ts";
 import { loadBytes, saveEntry, storeBytes, type LiveEntry } from "./corpus.ts";
 import { schemas } from "./schemas.ts";
@@ -114,6 +114,8 @@ const decTally = new Tally();
 const decFailures = new Map<string, DecoderFailure>();
 let decMem = { before: memory(), after: memory() };
 let decSecs = 0;
+let sweep: SweepResult | null = null;
+let sweepSecs = 0;
 if (decoderN > 0) {
   Atomics.store(beat, 1, 1);
   const warm = Math.min(decoderN, Math.max(1000, Math.floor(decoderN / 100)));
@@ -127,9 +129,17 @@ if (decoderN > 0) {
     done = to;
     Atomics.store(beat, 0, done);
     if (done === warm) decMem.before = memory();
-    if (done % report === 0 && done < decoderN) console.log(`  decoder ${fmt(done)} (${fmt(Math.round(done / ((performance.now() - t0) / 1000)))}/s)`);
+    if (done % report === 0 && done < decoderN) {
+      const m = memory();
+      console.log(`  decoder ${fmt(done)} (${fmt(Math.round(done / ((performance.now() - t0) / 1000)))}/s; RSS ${mb(m.rss)}, heap ${mb(m.heap)})`);
+    }
   }
   decSecs = (performance.now() - t0) / 1000;
+  // every count/length/alias/handle id of valid encodings set huge, with new Array(n) watched
+  const s0 = performance.now();
+  sweep = sweepCounts(dec, seed, quick ? 2 : 12, Array.from({ length: quick ? 30 : RANDOM_SCHEMAS }, (_, k) => `random.${seed}.${k}`));
+  sweepSecs = (performance.now() - s0) / 1000;
+  for (const f of sweep.failures.slice(0, 20)) failures.push(`huge-count sweep: ${f}`);
   Atomics.store(beat, 1, 0);
   decMem.after = memory();
   for (const f of decFailures.values()) {
@@ -184,7 +194,10 @@ if (liveN > 0) {
       await live.finish();
       liveMem.before = memory();
     }
-    if ((i + 1) % report === 0 && i + 1 < liveN) console.log(`  live ${fmt(i + 1)} (${fmt(Math.round((i + 1) / ((performance.now() - t0) / 1000)))}/s)`);
+    if ((i + 1) % report === 0 && i + 1 < liveN) {
+      const m = memory();
+      console.log(`  live ${fmt(i + 1)} (${fmt(Math.round((i + 1) / ((performance.now() - t0) / 1000)))}/s; RSS ${mb(m.rss)}, heap ${mb(m.heap)}, fds ${openFdCount()})`);
+    }
   }
   await live.finish();
   liveSecs = (performance.now() - t0) / 1000;
@@ -231,6 +244,10 @@ console.log(`  by kind      ${table(decTally.byKind)}`);
 console.log(`  outcomes     ${table(decTally.byOutcome)}`);
 console.log(`  max case     ${decTally.maxMs.toFixed(1)} ms (${decTally.maxCase})`);
 console.log(`  memory       after warm-up: RSS ${mb(decMem.before.rss)}, heap ${mb(decMem.before.heap)}; at the end: RSS ${mb(decMem.after.rss)}, heap ${mb(decMem.after.heap)}`);
+if (sweep) {
+  console.log(`  huge counts  ${fmt(sweep.cases)} decodes with a count/length/id set huge in ${sweepSecs.toFixed(1)} s: ${table(sweep.byOutcome)}`);
+  console.log(`               largest new Array(n) per (65536 + input bytes): ${sweep.worstRatio.toFixed(3)} (${sweep.worst}); max case ${sweep.maxMs.toFixed(1)} ms`);
+}
 console.log("live");
 console.log(`  cases        ${fmt([...liveKinds.values()].reduce((a, b) => a + b, 0))} in ${liveSecs.toFixed(1)} s = ${fmt(Math.round(liveN / Math.max(liveSecs, 1e-9)))} cases/s (${fmt(live.pairsOpened)} socketpairs)`);
 console.log(`  by kind      ${table(liveKinds)}`);

@@ -246,6 +246,8 @@ for (const [pname, p] of Object.entries(protocols)) {
   // recursion: deep lists and trees with counted children
   add(S, "fuzz.List16", Lw.Recursive((Self) => Lw.Struct({ v: Lw.UInt16(), next: Lw.Pointer(Self) })));
   add(S, "fuzz.CountedTree", Lw.Recursive((Self) => Lw.Struct({ n: Lw.UInt8(), kids: Lw.Pointer(Lw.Array(Self, { length: "n" }), { notNull: true }) })));
+  // every level one u32 count: a wide count at each of many nested levels
+  add(S, "fuzz.WideTree", Lw.Recursive((Self) => Lw.Struct({ kids: Lw.Pointer(Lw.Array(Self, { length: "zero" }), { notNull: true }) })));
   add(S, "fuzz.AliasList", Lw.Pointer(Lw.Recursive((Self) => Lw.Struct({ s: Lw.String(), next: Lw.Pointer(Self, { aliasable: true }) })), { aliasable: true }));
   // every integer kind as a length member, and a wide bool/enum-discriminated union
   add(S, "fuzz.LengthKinds", Lw.Struct({
