@@ -992,6 +992,8 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
       }
       if (type === PacketType.SHUTDOWN) {
         if (len !== SHUTDOWN_SIZE) return this.protocolError(`SHUTDOWN packet of ${len} bytes`);
+        // §3.3: like any non-MESSAGE packet, a SHUTDOWN between the fragments of a message is MALFORMED
+        if (this.frag !== null) return this.protocolError("SHUTDOWN packet in the middle of a fragmented message");
         this.rpos = p + len;
         return this.fatalError(shutdownError(v.getUint32(p + 6)));
       }

@@ -8,7 +8,9 @@
  * FIRST fragment while a message is open, or a continuation with none open,
  * is MALFORMED; SHUTDOWN (exactly 10 bytes, else MALFORMED) ends receiving
  * with PEER_CLOSE/PEER_RESET/PEER_ABORT as sent, any other status as
- * PEER_ABORT; any other packet type is MALFORMED. Reassembled payloads larger
+ * PEER_ABORT — unless it comes in the middle of a fragmented message, where
+ * like any non-MESSAGE packet it is MALFORMED; any other packet type is
+ * MALFORMED. Reassembled payloads larger
  * than `maxMessageSize` are OVERFLOW (this port's bound on buffering; checked
  * when fragments are joined). All of these end the connection (ERROR).
  *
@@ -153,7 +155,9 @@ export function modelReceive(stream: Uint8Array, cfg: ModelConfig): ModelResult 
       continue;
     }
     if (type === 5) {
-      if (len !== 10) return { events: fatal(events, Status.MALFORMED), end: "fatal", orphanFds: orphans() };
+      // §3.3: a SHUTDOWN ends receiving where a message was expected; in the middle of one it is
+      // "a non-MESSAGE packet in the middle of a message": MALFORMED
+      if (len !== 10 || frag) return { events: fatal(events, Status.MALFORMED), end: "fatal", orphanFds: orphans() };
       const s = view.getUint32(p + 6);
       const st = s === Status.PEER_CLOSE || s === Status.PEER_RESET || s === Status.PEER_ABORT ? s : Status.PEER_ABORT;
       return { events: fatal(events, st), end: "fatal", orphanFds: orphans() };
