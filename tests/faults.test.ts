@@ -266,6 +266,18 @@ function blockedSending(c: Connection): boolean {
 
 // ------------------------------------------------------------------ a. handshake
 
+/** A server comes back at the same path (the dead one's socket file is stale): reset, reconnect, one message through, clean up. */
+async function expectReconnectsToNewServer(c: Connection, path: string): Promise<void> {
+  const listener = await Connection.listen(testProtocol, path);
+  await c.reset();
+  const [, server] = await Promise.all([c.connect(), listener.accept()]);
+  await c.send({ tag: "EMPTY" });
+  expect((await server.recv()).name).toBe("EMPTY");
+  await c.close();
+  await server.close();
+  await listener.close();
+}
+
 describe("a. peer SIGKILLed during the handshake", () => {
   for (const mode of ["connect-only", "half-greet"] as const) {
     test(`bare: client killed ${mode === "connect-only" ? "before" : "in the middle of"} its CONNECT → accept() rejects PEER_CLOSE; the listener serves the next client`, () =>
@@ -310,15 +322,7 @@ describe("a. peer SIGKILLed during the handshake", () => {
       await child.kill();
       expect(await connecting).toBe(Status.PEER_CLOSE);
       expect(c.state).toBe(AssocState.ERROR);
-      // The server comes back at the same path (the dead one's socket file is stale).
-      const listener = await Connection.listen(testProtocol, path);
-      await c.reset();
-      const [, server] = await Promise.all([c.connect(), listener.accept()]);
-      await c.send({ tag: "EMPTY" });
-      expect((await server.recv()).name).toBe("EMPTY");
-      await c.close();
-      await server.close();
-      await listener.close();
+      await expectReconnectsToNewServer(c, path);
     }));
 
   test("peer: server killed after reading CONNECT → the call rejects PEER_CLOSE; the client reconnects when a server is back", () =>
@@ -579,14 +583,7 @@ describe("d. peer SIGKILLed during a pending call", () => {
       await child.kill();
       expect(await answer).toBe(Status.PEER_CLOSE);
       expect(c.state).toBe(AssocState.ERROR);
-      const listener = await Connection.listen(testProtocol, path);
-      await c.reset();
-      const [, server] = await Promise.all([c.connect(), listener.accept()]);
-      await c.send({ tag: "EMPTY" });
-      expect((await server.recv()).name).toBe("EMPTY");
-      await c.close();
-      await server.close();
-      await listener.close();
+      await expectReconnectsToNewServer(c, path);
     }));
 
   test("peer: server dies while a call is pending → the call rejects PEER_CLOSE; CONNECTION_REFUSED while it is down; the client reconnects when it is back", () =>
