@@ -147,6 +147,8 @@ export interface PeerOptions extends Omit<ConnectionOptions, "handles" | "timeou
   authorizeServer?: TokenCheck | null;
   /** Refuse (SECURITY) to listen in a directory others could write to or that belongs to another user (default true). */
   checkDirectory?: boolean;
+  /** Most proxies for the peer's handles one session keeps (default 65536); see {@link Session.maxRemoteHandles}. */
+  maxRemoteHandles?: number;
   /**
    * Listening on an abstract name (leading NUL) needs a session constructor
    * (`onSession({ construct })`, e.g. `authorize(sameUser())`): such a name
@@ -784,6 +786,7 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
   _maxCallsPerSession = 256;
   private readonly authorizeServer: TokenCheck | null;
   private readonly checkDirectory: boolean;
+  private readonly maxRemoteHandles: number;
   private readonly allowAnyUser: boolean;
   /** Incoming connections per effective uid (maxClientsPerUid bookkeeping). */
   private readonly clientsByUid = new Map<number, number>();
@@ -820,7 +823,9 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
     if (!protocol || typeof (protocol as { byTag?: unknown }).byTag !== "function") throw new LwMsgError(Status.INVALID_PARAMETER, "Peer needs a protocol from Lw.Protocol(...)");
     if (options === null || typeof options !== "object") throw new LwMsgError(Status.INVALID_PARAMETER, "options must be an object");
     this.protocol = protocol;
-    const { maxClients, backlog, timeouts, maxClientsPerUid, maxCallsPerSession, authorizeServer, checkDirectory, allowAnyUser, ...conn } = options;
+    const { maxClients, backlog, timeouts, maxClientsPerUid, maxCallsPerSession, authorizeServer, checkDirectory, allowAnyUser, maxRemoteHandles, ...conn } = options;
+    if (maxRemoteHandles !== undefined && (!Number.isInteger(maxRemoteHandles) || maxRemoteHandles < 0)) throw new LwMsgError(Status.INVALID_PARAMETER, `maxRemoteHandles must be a non-negative integer, got ${maxRemoteHandles}`);
+    this.maxRemoteHandles = maxRemoteHandles ?? 65536;
     if (maxClients !== undefined) this.maxClients = maxClients;
     if (maxClientsPerUid !== undefined) this.maxClientsPerUid = maxClientsPerUid;
     if (maxCallsPerSession !== undefined) this.maxCallsPerSession = maxCallsPerSession;
@@ -965,6 +970,12 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
     }
   }
 
+  private newSession(direction: "incoming" | "outgoing"): Session<P> {
+    const s = new Session<P>(this.protocol, direction, this);
+    s.maxRemoteHandles = this.maxRemoteHandles;
+    return s;
+  }
+
   private connectionOptions(session: Session<any>): ConnectionOptions {
     return { ...this.connOptions, handles: session, timeouts: { establish: this.timeoutEstablish, message: null } };
   }
@@ -1103,7 +1114,7 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
   /** Handshake on an accepted fd, run the session constructor, then serve. The caller holds a client slot for it. */
   private async acceptConnection(fd: number, mode: ConnectionMode, uid = -1): Promise<Session<P>> {
     const gen = this.stopGeneration;
-    const session = new Session<P>(this.protocol, "incoming", this);
+    const session = this.newSession("incoming");
     let conn: Connection;
     try {
       conn = new Connection(this.protocol, this.connectionOptions(session));
@@ -1289,7 +1300,7 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
    */
   async connect(): Promise<Session<P>> {
     if (this.connectSession) return this.connectSession;
-    const s = new Session<P>(this.protocol, "outgoing", this);
+    const s = this.newSession("outgoing");
     this.clientState.set(s, { reconnectable: true, connecting: null, pending: null, closed: false });
     this.connectSession = s;
     return s;
@@ -1308,7 +1319,7 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
    */
   async connectFd(mode: ConnectionMode, fd: number): Promise<Session<P>> {
     if (this.connectSession) throw new LwMsgError(Status.INVALID_STATE, "connectFd: an outgoing session already exists (disconnect first)");
-    const s = new Session<P>(this.protocol, "outgoing", this);
+    const s = this.newSession("outgoing");
     const cs: ClientSessionState = { reconnectable: false, connecting: null, pending: null, closed: false };
     this.clientState.set(s, cs);
     const conn = new Connection(this.protocol, this.connectionOptions(s));

@@ -138,6 +138,14 @@ export class Session<P extends Protocol<any> = Protocol<any>> implements HandleC
   ended = false;
   private local = new Map<number, Handle>();
   private remote = new Map<number, Handle>();
+  /**
+   * Most proxies for the peer's handles this session keeps (default 65536).
+   * Every new id the peer sends creates one, so without a bound a peer could
+   * grow the table forever; beyond it the decode fails with RESOURCE_LIMIT
+   * and the connection ends, as for the other receive limits (maxFds,
+   * maxMessageSize): the peer broke a bound, not just one message.
+   */
+  maxRemoteHandles = 65536;
   private nextHid = 0;
 
   constructor(
@@ -333,6 +341,7 @@ export class Session<P extends Protocol<any> = Protocol<any>> implements HandleC
     }
     if (loc === HandleLocation.LOCAL) throw new LwMsgError(Status.INVALID_HANDLE, `invalid handle id ${id}`);
     if (this.ended) throw new LwMsgError(Status.INVALID_HANDLE, `handle ${id}: the session has ended`);
+    if (this.remote.size >= this.maxRemoteHandles) throw new LwMsgError(Status.RESOURCE_LIMIT, `handle ${id}: the session already holds ${this.remote.size} of the peer's handles (maxRemoteHandles)`);
     const p = new Handle(typeName, HandleLocation.REMOTE, id);
     this.remote.set(id, p);
     return p;

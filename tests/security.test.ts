@@ -526,6 +526,27 @@ describe("forged handle ids", () => {
     return codec;
   }
 
+  test("maxRemoteHandles: a peer cannot grow a session's table of its handles without bound (RESOURCE_LIMIT ends the connection)", async () => {
+    const path = sockPath();
+    const server = new Peer(multicallProtocol, { maxRemoteHandles: 2 });
+    server.addDispatch({ MULTICALL_REQUEST: () => ({ tag: "MULTICALL_REPLY", data: { num_values: 0, values: null } }), PING_REQUEST: () => ({ tag: "PING_REPLY" }) });
+    server.addListenEndpoint(ConnectionMode.LOCAL, path);
+    await server.startListen();
+    const client = new Peer(multicallProtocol);
+    client.addConnectEndpoint(ConnectionMode.LOCAL, path);
+    const s = await client.connect();
+    const handles = [0, 1, 2].map((i) => s.registerHandle("IntFunction", (x: number) => x + i));
+    const send = (func: unknown) => s.call({ tag: "MULTICALL_REQUEST", data: { func: func as any, num_values: 0, values: null } }).then((r) => r.status, (e) => (e as LwMsgError).status);
+    expect(await send(handles[0])).toBe(Status.SUCCESS);
+    expect(await send(handles[1])).toBe(Status.SUCCESS);
+    expect(await send(handles[2])).toBe(Status.PEER_CLOSE); // a third proxy would exceed the bound: the server hangs up
+    await until(() => server.clientCount === 0, 5000, "the server dropping the session");
+    expect(await pingOnce(path)).toBe(Status.SUCCESS); // others are still served
+    expect(throwStatus(() => new Peer(multicallProtocol, { maxRemoteHandles: -1 }))).toBe(Status.INVALID_PARAMETER);
+    await client.close();
+    await server.close();
+  });
+
   test("ids name handles of the sender's own session only: another session's id is INVALID_HANDLE, or the sender's own object", async () => {
     const path = sockPath();
     const server = new Peer(counterProtocol);
