@@ -880,11 +880,12 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
         if (this.hasQueued()) return;
         continue;
       }
-      if (r === -Errno.EAGAIN) {
-        // Everything the kernel had is parsed: fds not matched by a message (and no partial message) are orphans.
-        if (this.rpos === this.wpos && this.frag === null && this.fdInHead < this.fdIn.length) this.closeQueuedInFds();
-        return;
-      }
+      // EAGAIN: nothing more for now. fds not yet claimed stay queued even
+      // when every byte is parsed: a sendmsg that the kernel takes only in
+      // part carries all its fds with the first part, so fds can arrive ahead
+      // of bytes still to come (lwmsg §10.10 keeps them queued too). maxFds
+      // bounds them; the connection's end closes them.
+      if (r === -Errno.EAGAIN) return;
       return; // EOF or error: recorded by readOnce
     }
   }
