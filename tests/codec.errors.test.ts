@@ -4,6 +4,7 @@ import { Lw } from "../lib/lw.ts";
 import { LwMsgError, Status } from "../lib/status.ts";
 import { ByteReader, ByteWriter, CodecContext } from "../lib/codec/io.ts";
 import { expectStatus, hex } from "./codec-helpers.ts";
+import { Stamp } from "./fixtures/codec-schemas.ts";
 
 const Mode = Lw.Enum({ READ: 1, WRITE: 2 }, { width: 1 });
 const Item = Lw.Struct({ id: Lw.UInt32(), mode: Mode, name: Lw.String() });
@@ -69,14 +70,6 @@ describe("encode: wrong values", () => {
     expect(Lw.decode(C, hex("01 05"))).toEqual({ lo: 1, hi: 5 });
   });
   test("custom marshal/unmarshal errors carry the path; LwMsgErrors keep their status", () => {
-    const Stamp = Lw.Custom({
-      transmit: Lw.Int64(),
-      marshal: (d: Date) => BigInt(d.getTime()),
-      unmarshal: (t) => {
-        if (t < 0n) throw new LwMsgError(Status.OVERFLOW, "before the epoch");
-        return new Date(Number(t));
-      },
-    });
     const T = Lw.Struct({ at: Stamp });
     const d = new Date(1_700_000_000_000);
     expect(Lw.decode(T, Lw.encode(T, { at: d })).at.getTime()).toBe(d.getTime());

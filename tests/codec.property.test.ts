@@ -9,6 +9,7 @@ import { Lw } from "../lib/lw.ts";
 import { LwMsgError, Status } from "../lib/status.ts";
 import { ByteWriter, CodecContext } from "../lib/codec/io.ts";
 import { prng } from "./codec-helpers.ts";
+import { ProtocolLike } from "./fixtures/codec-schemas.ts";
 
 type Rng = () => number;
 type Env = Record<string, number>;
@@ -353,16 +354,7 @@ describe("property: random schemas", () => {
 
 describe("TypeBox integration", () => {
   test("Static<> and checks agree with the codec on a protocol-like type", () => {
-    const T = Lw.Struct({
-      a: Lw.UInt8(),
-      b: Lw.Int64(),
-      c: Lw.String(),
-      d: Lw.Pointer(Lw.Array(Lw.UInt8(), { length: "zero" })),
-      e: Lw.Handle("File"),
-      f: Lw.Fd(),
-      g: Lw.Bool(),
-      h: Lw.Array(Lw.Int16(), { length: 2 }),
-    });
+    const T = ProtocolLike;
     const v = { a: 1, b: 2n, c: null, d: new Uint8Array([1]), e: null, f: -1, g: true, h: [1, 2] };
     expect(TypeCompiler.Compile(T).Check(v)).toBe(true);
     expect(Value.Check(T, v)).toBe(true);

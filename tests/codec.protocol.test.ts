@@ -6,6 +6,7 @@ import { Protocol } from "../lib/protocol.ts";
 import { Status } from "../lib/status.ts";
 import { Handle } from "../lib/handle.ts";
 import { expectStatus, hex, toHex } from "./codec-helpers.ts";
+import { EveryKind } from "./fixtures/codec-schemas.ts";
 
 const OpenReq = Lw.Struct({ flags: Lw.UInt32(), path: Lw.String({ notNull: true }) });
 const OpenRes = Lw.Struct({ handle: Lw.Handle("File") });
@@ -92,26 +93,7 @@ describe("message typing (tsc checks these)", () => {
     expect(handle({ tag: 0, name: "OPEN_REQ", data: { flags: 0, path: "/p" }, flags: 0, status: 0, cookie: 0 })).toBe("/p");
   });
   test("Static<> of the builders", () => {
-    const T = Lw.Struct({
-      a: Lw.UInt8(),
-      b: Lw.Int64(),
-      c: Lw.String(),
-      d: Lw.String({ notNull: true }),
-      e: Lw.Pointer(Lw.UInt16()),
-      f: Lw.Pointer(Lw.UInt16(), { notNull: true }),
-      g: Lw.Pointer(Lw.Array(Lw.UInt8(), { length: "zero" })),
-      h: Lw.Array(Lw.Int16(), { length: 2 }),
-      i: Lw.Bool(),
-      j: Lw.Handle("File"),
-      k: Lw.Handle("File", { notNull: true }),
-      l: Lw.Fd(),
-      m: Lw.Enum({ A: 1 }),
-      n: Lw.Array(Lw.Int8(), { length: 3 }),
-      o: Lw.Pointer(Lw.UInt32(), { length: "zero" }),
-      tag: Lw.UInt8(),
-      u: Lw.Union("tag", { 1: Lw.UInt32(), 2: Lw.String(), 3: Lw.Void() }),
-      z: Lw.Array(Lw.UInt8(), { length: "zero", string: true }),
-    });
+    const T = EveryKind;
     type V = Static<typeof T>;
     const v: V = {
       a: 1,

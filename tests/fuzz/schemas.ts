@@ -1,8 +1,8 @@
 /**
  * Every schema the test suites use, by name, for the fuzzer: the message
  * payloads of the protocols in tests/fixtures and examples/fserv, the schemas
- * the codec suites define inline (copied here verbatim, so the test files stay
- * as they are), and a few adversarial shapes that only the fuzzer uses
+ * the codec suites define (inline ones copied here; shared ones from
+ * tests/fixtures/codec-schemas.ts), and a few adversarial shapes that only the fuzzer uses
  * (zero-size elements, deep recursion, wide unions).
  *
  * `extra`: statuses a decode of this schema may fail with beyond the codec's
@@ -16,6 +16,7 @@ import type { Protocol } from "../../lib/protocol.ts";
 import { testProtocol } from "../fixtures/protocol.ts";
 import { asyncProtocol, counterProtocol, multicallProtocol } from "../fixtures/peer-protocol.ts";
 import { fservProtocol } from "../../examples/fserv/protocol.ts";
+import { EveryKind, ProtocolLike, Stamp } from "../fixtures/codec-schemas.ts";
 import { parseRandomName, randomSchema } from "./randschema.ts";
 
 export interface SchemaEntry {
@@ -122,14 +123,6 @@ for (const [pname, p] of Object.entries(protocols)) {
   add(S, "errors.VerifyStatus", Lw.Struct({ x: Lw.UInt8({ verify: (v) => (v === 1 ? true : v === 2 ? Status.INVALID_PARAMETER : false) }) }), [Status.INVALID_PARAMETER], [{ x: 1 }]);
   add(S, "errors.VerifyThrows", Lw.Struct({ x: Lw.UInt8({ verify: () => { throw new Error("boom"); } }) }));
   add(S, "errors.StructVerify", Lw.Struct({ lo: Lw.UInt8(), hi: Lw.UInt8() }, { verify: (v) => v.lo <= v.hi }));
-  const Stamp = Lw.Custom({
-    transmit: Lw.Int64(),
-    marshal: (d: Date) => BigInt(d.getTime()),
-    unmarshal: (t) => {
-      if (t < 0n) throw new LwMsgError(Status.OVERFLOW, "before the epoch");
-      return new Date(Number(t));
-    },
-  });
   add(S, "errors.Stamp", Lw.Struct({ at: Stamp }));
   add(S, "errors.AliasThreeTypes", Lw.Struct({
     a: Lw.Pointer(Lw.Array(Lw.Int16(), { length: 1 }), { aliasable: true }),
@@ -160,26 +153,7 @@ for (const [pname, p] of Object.entries(protocols)) {
   add(S, "protocol.OpenReq", Lw.Struct({ flags: Lw.UInt32(), path: Lw.String({ notNull: true }) }));
   add(S, "protocol.OpenRes", Lw.Struct({ handle: Lw.Handle("File") }));
   add(S, "protocol.ReadRes", Lw.Struct({ size: Lw.UInt32(), data: Lw.Pointer(Lw.Array(Lw.UInt8(), { length: "size" }), { notNull: true }) }));
-  add(S, "protocol.Everything", Lw.Struct({
-    a: Lw.UInt8(),
-    b: Lw.Int64(),
-    c: Lw.String(),
-    d: Lw.String({ notNull: true }),
-    e: Lw.Pointer(Lw.UInt16()),
-    f: Lw.Pointer(Lw.UInt16(), { notNull: true }),
-    g: Lw.Pointer(Lw.Array(Lw.UInt8(), { length: "zero" })),
-    h: Lw.Array(Lw.Int16(), { length: 2 }),
-    i: Lw.Bool(),
-    j: Lw.Handle("File"),
-    k: Lw.Handle("File", { notNull: true }),
-    l: Lw.Fd(),
-    m: Lw.Enum({ A: 1 }),
-    n: Lw.Array(Lw.Int8(), { length: 3 }),
-    o: Lw.Pointer(Lw.UInt32(), { length: "zero" }),
-    tag: Lw.UInt8(),
-    u: Lw.Union("tag", { 1: Lw.UInt32(), 2: Lw.String(), 3: Lw.Void() }),
-    z: Lw.Array(Lw.UInt8(), { length: "zero", string: true }),
-  }));
+  add(S, "protocol.Everything", EveryKind);
   const Inner = Lw.Struct({ x: Lw.UInt16() });
   add(S, "protocol.Wrapped", Lw.Struct({
     a: Lw.UInt8(),
@@ -215,16 +189,7 @@ for (const [pname, p] of Object.entries(protocols)) {
   add(P, "property.Tree", Lw.Recursive((Self) =>
     Lw.Struct({ id: Lw.UInt32(), kids: Lw.Pointer(Lw.Array(Lw.Pointer(Self, { aliasable: true, notNull: true }), { length: "zero" }), { notNull: true }) }),
   ));
-  add(P, "property.Typebox", Lw.Struct({
-    a: Lw.UInt8(),
-    b: Lw.Int64(),
-    c: Lw.String(),
-    d: Lw.Pointer(Lw.Array(Lw.UInt8(), { length: "zero" })),
-    e: Lw.Handle("File"),
-    f: Lw.Fd(),
-    g: Lw.Bool(),
-    h: Lw.Array(Lw.Int16(), { length: 2 }),
-  }));
+  add(P, "property.Typebox", ProtocolLike);
   add(P, "property.Range64", Lw.Struct({ x: Lw.UInt64({ range: [1n, 1n << 60n] }) }));
   add(P, "property.Reuse", Lw.Struct({ s: Lw.String({ notNull: true }), b: Lw.Pointer(Lw.Array(Lw.UInt8(), { length: "zero" }), { notNull: true }) }));
 }
