@@ -11,7 +11,7 @@
  */
 import type { TSchema } from "@sinclair/typebox";
 import { Lw } from "../../lib/lw.ts";
-import { LwMsgError, Status } from "../../lib/status.ts";
+import { Status } from "../../lib/status.ts";
 import type { Protocol } from "../../lib/protocol.ts";
 import { testProtocol } from "../fixtures/protocol.ts";
 import { asyncProtocol, counterProtocol, multicallProtocol } from "../fixtures/peer-protocol.ts";
