@@ -23,6 +23,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -158,6 +159,63 @@ static int lw_clear_stale_socket(const struct sockaddr_un *sa, socklen_t salen) 
   return 0;
 }
 
+/* rename() that fails with EEXIST instead of replacing something that
+ * appeared at `to` since the stale-socket check (where the kernel and libc
+ * offer that; plain rename otherwise). */
+static int lw_rename_noreplace(const char *from, const char *to) {
+#ifdef RENAME_NOREPLACE
+  if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) return 0;
+  if (errno != ENOSYS && errno != EINVAL) return -1;
+#endif
+  return rename(from, to);
+}
+
+/* Bind a filesystem socket so that it never exists with looser permissions
+ * than `mode`. Preferred: bind inside a fresh 0700 directory next to the
+ * target (nobody else can reach the socket there), chmod it, and rename it
+ * into place; no umask change, since umask is process-wide and another
+ * thread's new files would get mode 000 meanwhile. When the temporary name
+ * would not fit in sun_path or the directory cannot be made, bind under
+ * umask(0777) and chmod instead (the way lwmsg's peers end up). */
+static int lw_bind_with_mode(int fd, const struct sockaddr_un *sa, socklen_t salen, int mode) {
+  static const char tmpl[] = ".lwmsg-XXXXXX";
+  const char *path = sa->sun_path;
+  const char *slash = strrchr(path, '/');
+  size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
+  struct sockaddr_un tmp;
+  memset(&tmp, 0, sizeof tmp);
+  tmp.sun_family = AF_UNIX;
+  if (dirlen + (sizeof tmpl - 1) + 3 <= sizeof tmp.sun_path) {
+    memcpy(tmp.sun_path, path, dirlen);
+    memcpy(tmp.sun_path + dirlen, tmpl, sizeof tmpl);
+    if (mkdtemp(tmp.sun_path) != NULL) {
+      char dir[sizeof tmp.sun_path];
+      size_t dl = strlen(tmp.sun_path);
+      memcpy(dir, tmp.sun_path, dl + 1);
+      memcpy(tmp.sun_path + dl, "/s", 3);
+      socklen_t tlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + dl + 3);
+      int r = 0;
+      if (bind(fd, (struct sockaddr *)&tmp, tlen) < 0) r = -errno;
+      else if (chmod(tmp.sun_path, (mode_t)mode) < 0) r = -errno;
+      else if (lw_rename_noreplace(tmp.sun_path, path) < 0) r = -errno;
+      if (r < 0) unlink(tmp.sun_path);
+      rmdir(dir);
+      return r;
+    }
+  }
+  mode_t old = umask(0777);
+  int br = bind(fd, (const struct sockaddr *)sa, salen);
+  int berr = errno;
+  umask(old);
+  if (br < 0) return -berr;
+  if (chmod(path, (mode_t)mode) < 0) {
+    int e = errno;
+    unlink(path);
+    return -e;
+  }
+  return 0;
+}
+
 int lw_listen(const char *path, int len, int backlog, int mode) {
   struct sockaddr_un sa;
   socklen_t salen;
@@ -173,20 +231,10 @@ int lw_listen(const char *path, int len, int backlog, int mode) {
       return r;
     }
   }
-  mode_t old = 0;
-  if (!abstract && mode >= 0) old = umask(0777);
-  int br = bind(fd, (struct sockaddr *)&sa, salen);
-  int berr = errno;
-  if (!abstract && mode >= 0) umask(old);
-  if (br < 0) {
+  r = (!abstract && mode >= 0) ? lw_bind_with_mode(fd, &sa, salen, mode) : (bind(fd, (struct sockaddr *)&sa, salen) < 0 ? -errno : 0);
+  if (r < 0) {
     close(fd);
-    return -berr;
-  }
-  if (!abstract && mode >= 0 && chmod(sa.sun_path, (mode_t)mode) < 0) {
-    int e = errno;
-    unlink(sa.sun_path);
-    close(fd);
-    return -e;
+    return r;
   }
   if (listen(fd, backlog) < 0) {
     int e = errno;

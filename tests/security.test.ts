@@ -4,7 +4,7 @@
 // the client's check of the server, per-uid and per-session limits, a client
 // that does not read, and forged handle ids.
 import { describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { Peer } from "../lib/peer.ts";
 import { Connection, ConnectionMode } from "../lib/connection.ts";
 import { Listener } from "../lib/listener.ts";
@@ -112,6 +112,31 @@ describe("listening sockets", () => {
     } finally {
       process.umask(old);
     }
+  });
+
+  test("the socket is made in a private directory and renamed into place (no process-wide umask change), leaving nothing behind; a name too long for that falls back to umask + chmod", async () => {
+    const d = tmp.join(`private${++n}`);
+    mkdirSync(d);
+    const short = `${d}/s.sock`;
+    const long = `${d}/${"l".repeat(107 - d.length - 1)}`; // exactly the longest path: no room for the temporary name
+    expect(Buffer.byteLength(long)).toBe(107);
+    const old = process.umask(0o027);
+    try {
+      for (const path of [short, long]) {
+        const l = new Listener(multicallProtocol, path, { mode: 0o660 });
+        expect(statSync(path).mode & 0o7777).toBe(0o660);
+        expect(process.umask()).toBe(0o027);
+        const c = new Connection(multicallProtocol);
+        c.setEndpoint(ConnectionMode.LOCAL, path);
+        const [server] = await Promise.all([l.accept(), c.connect()]);
+        server.destroy();
+        c.destroy();
+        await l.close();
+      }
+    } finally {
+      process.umask(old);
+    }
+    expect(readdirSync(d)).toEqual([]); // no temporary directories, and close removed the sockets
   });
 
   test("a stale socket file is replaced; a live one is BUSY and keeps serving; a non-socket is INVALID_PARAMETER and left alone", async () => {
