@@ -540,6 +540,13 @@ if (flood) {
     backlog: num("--backlog", 64),
     grace: num("--grace", 15) * 1000,
   };
+  // The server holds one fd per client (plus a few); Bun raises its soft
+  // RLIMIT_NOFILE to the hard limit at start-up, so only the hard one matters.
+  const hardNoFile = Number(/^Max open files\s+\S+\s+(\S+)/m.exec(readFileSync("/proc/self/limits", "utf8"))?.[1] ?? "Infinity");
+  if (o.clients + 64 > hardNoFile) {
+    console.error(`soak: ${o.clients} clients need about ${o.clients + 64} fds in the server, but the hard RLIMIT_NOFILE is ${hardNoFile}; raise it (ulimit -Hn ${o.clients + 256}, as root) or use fewer --clients`);
+    process.exit(2);
+  }
   const nruns = Math.max(1, num("--runs", 1));
   log(`soak: ${o.clients} clients over ${o.procs} processes, ${o.inflight} call(s) in flight each, ${o.durationS} s, ${nruns} run(s)`);
   const runs: LoadRun[] = [];
