@@ -353,9 +353,9 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
     this.sendQueueLimit = o.sendQueueLimit;
     this.replyPollAdaptive = o.replyPollUs === "adaptive";
     this.replyPollUs = o.replyPollUs === "adaptive" ? REPLY_POLL_DEFAULT_US : o.replyPollUs;
-    // Room for the largest message plus its fragment headers.
-    const m = o.maxMessageSize;
-    this.out = new ByteWriter(OUT_BUFFER_SIZE, m + MESSAGE_HEADER_SIZE * (Math.ceil(m / (MIN_PACKET_SIZE - MESSAGE_HEADER_SIZE)) + 1) + o.sendQueueLimit);
+    // The writer's cap is set per message in enqueue(): the queue itself is
+    // bounded by callers awaiting send(), not by refusing messages.
+    this.out = new ByteWriter(OUT_BUFFER_SIZE);
     this.encodeCtx = new CodecContext(options.handles ?? null);
     this.decodeCtx = new CodecContext(options.handles ?? null);
     this.fdSendPtr = ptr(this.fdSend);
@@ -645,6 +645,10 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
       this.sendPos = 0;
     }
     const start = w.pos;
+    // Room for this message at its largest, fragment headers included: an
+    // oversized payload stops the encoder there instead of growing the buffer.
+    const room = MESSAGE_HEADER_SIZE * (Math.ceil(this.maxMessageSize / (this.packetSize - MESSAGE_HEADER_SIZE)) + 1) + this.maxMessageSize;
+    w.limit = start + room;
     w.ensure(MESSAGE_HEADER_SIZE);
     w.pos = start + MESSAGE_HEADER_SIZE;
     const ctx = this.encodeCtx;
@@ -656,6 +660,10 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
         if (ctx.fdsOut.length > 0) this.queueFds(ctx.fdsOut, start);
       } catch (e) {
         w.pos = start;
+        if (e instanceof LwMsgError && e.status === Status.OVERFLOW && e.message.includes(`exceeds the ${w.limit}-byte limit`)) {
+          // The writer hit this message's room: the payload is over maxMessageSize.
+          throw new LwMsgError(Status.OVERFLOW, `send ${entry!.name}: message exceeds maxMessageSize ${this.maxMessageSize}`, { cause: e });
+        }
         throw e instanceof LwMsgError ? e : new LwMsgError(Status.MALFORMED, `send ${entry!.name}: ${(e as Error)?.message ?? e}`, { cause: e });
       }
       const payload = w.pos - start - MESSAGE_HEADER_SIZE;
