@@ -30,8 +30,9 @@ import { Peer, type Call, type Session } from "../lib/peer.ts";
 import { LwMsgError, Status } from "../lib/status.ts";
 import { closeFd, socketPair } from "../lib/native/socket.ts";
 import { Poller } from "../lib/native/poller.ts";
-import { describeFd, fdLeakCheck, fdSnapshot, openFds } from "./helpers/fds.ts";
+import { describeFd, expectNoFdLeak, fdLeakCheck, openFds } from "./helpers/fds.ts";
 import { useTempDir } from "./helpers/tmp.ts";
+import { until } from "./helpers/wait.ts";
 import { rejectionStatus } from "./helpers/status.ts";
 import { testProtocol } from "./fixtures/protocol.ts";
 import { multicallProtocol } from "./fixtures/peer-protocol.ts";
@@ -45,20 +46,8 @@ const sockPath = () => tmp.join(`f${++sockN}.sock`);
 
 // ------------------------------------------------------------------ helpers
 
-async function until(cond: () => boolean, ms = 10_000, what = "condition"): Promise<void> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await Bun.sleep(2);
-  }
-}
-
 /** Run `fn`, then require every fd it opened to be closed again (child pipes, sockets, received fds). */
-async function noFdLeak(fn: () => Promise<void>): Promise<void> {
-  const snap = fdSnapshot();
-  await fn();
-  await snap.assertNoLeak({ settleMs: 3000 });
-}
+const noFdLeak = (fn: () => Promise<void>): Promise<void> => expectNoFdLeak(fn, { settleMs: 3000 });
 
 interface Child {
   readonly proc: ReturnType<typeof Bun.spawn>;

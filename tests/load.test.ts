@@ -16,6 +16,7 @@ import { ChildLink } from "../bench/lib/lines.ts";
 import { soakDispatch, soakProtocol } from "../bench/fixtures/soak-protocol.ts";
 import { fdLeakCheck } from "./helpers/fds.ts";
 import { useTempDir } from "./helpers/tmp.ts";
+import { deferred, until } from "./helpers/wait.ts";
 
 fdLeakCheck({ settleMs: 3000, warmup: () => (Bun.spawnSync(["true"]), Poller.shared()) });
 const tmp = useTempDir("load-");
@@ -24,20 +25,6 @@ const children: ChildLink[] = [];
 afterAll(() => {
   for (const c of children) c.kill();
 });
-
-async function until(cond: () => boolean, ms: number, what: () => string): Promise<void> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what()}`);
-    await Bun.sleep(5);
-  }
-}
-
-function deferred() {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => (resolve = r));
-  return { promise, resolve };
-}
 
 describe("flood of idle connects against maxClients", () => {
   test("≤ M sessions; idle ones evicted under pressure so every newcomer is served; busy and handle-holding sessions kept; silent connections dropped; a healthy client served throughout", async () => {

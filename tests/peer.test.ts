@@ -17,6 +17,7 @@ import { localToken, tokenCanAccess, tokenHash, tokenToString, tokensEqual } fro
 import type { ByteReader, ByteWriter, HandleCodec } from "../lib/codec/io.ts";
 import { fdLeakCheck } from "./helpers/fds.ts";
 import { useTempDir } from "./helpers/tmp.ts";
+import { deferred, until } from "./helpers/wait.ts";
 import { rejectionStatus, throwStatus } from "./helpers/status.ts";
 import { asyncProtocol, counterProtocol, multicallProtocol } from "./fixtures/peer-protocol.ts";
 import { Lw } from "../lib/lw.ts";
@@ -26,27 +27,6 @@ const tmp = useTempDir("peer-");
 const child = new URL("./fixtures/peer-child.ts", import.meta.url).pathname;
 let sockN = 0;
 const sockPath = () => tmp.join(`s${++sockN}.sock`);
-
-
-
-async function until(cond: () => boolean, ms = 3000, what = "condition"): Promise<void> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(2);
-  }
-}
-
-/** A never-settling handler's controls: resolves when released, records cancels. */
-function deferred<T = void>() {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((a, b) => {
-    resolve = a;
-    reject = b;
-  });
-  return { promise, resolve, reject };
-}
 
 // ------------------------------------------------------------------ fixture of test-client-server.c
 

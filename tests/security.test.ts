@@ -18,6 +18,7 @@ import type { ByteReader, ByteWriter, HandleCodec } from "../lib/codec/io.ts";
 import { fdLeakCheck, openFdCount } from "./helpers/fds.ts";
 import { native } from "../lib/native/ffi.ts";
 import { useTempDir } from "./helpers/tmp.ts";
+import { until } from "./helpers/wait.ts";
 import { rejectionStatus, throwStatus } from "./helpers/status.ts";
 import { counterProtocol, multicallProtocol } from "./fixtures/peer-protocol.ts";
 import { Poller } from "../lib/native/poller.ts";
@@ -83,14 +84,6 @@ function sharedDir(): string {
   chmodSync(d, 0o755);
   chmodSync(tmp.path, 0o711);
   return d;
-}
-
-async function until(cond: () => boolean, ms = 5000, what = "condition"): Promise<void> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(2);
-  }
 }
 
 describe("listening sockets", () => {
