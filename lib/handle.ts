@@ -22,7 +22,7 @@ export class Handle<T = unknown> {
     readonly location: 1 | 2,
     /** Wire id, unique per (location) within a session. */
     readonly id: number,
-    /** The object, for local handles. */
+    /** The object, for local handles (let go once the handle is freed and its cleanup has run). */
     public data: T | undefined = undefined,
     /** Runs once when the last reference goes. (Method-style type, so a `Handle<T>` is usable where a `Handle` is expected.) */
     public cleanup: { bivarianceHack(data: T | undefined): void }["bivarianceHack"] | undefined = undefined,

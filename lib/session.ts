@@ -111,6 +111,16 @@ export interface SessionTask {
  */
 export type ReplyMessage<P> = Omit<ReceivedMessage, "tag" | "name" | "data"> & MessageIn<P>;
 
+/** A handle's last reference went, or its session ended: it becomes invalid, and its cleanup runs once and lets go of the object. */
+function retire(h: Handle): void {
+  h.valid = false;
+  const fn = h.cleanup;
+  const data = h.data;
+  h.cleanup = undefined;
+  h.data = undefined;
+  if (fn) fn(data);
+}
+
 function hex(b: Uint8Array | null): string {
   let s = "";
   for (let i = 0; i < 8; i++) s += ((b?.[i] ?? 0) as number).toString(16).padStart(2, "0");
@@ -244,19 +254,17 @@ export class Session<P extends Protocol<any> = Protocol<any>> implements HandleC
     return (handle.location === HandleLocation.LOCAL ? this.local : this.remote).get(handle.id) === handle;
   }
 
-  private check(handle: Handle<any>, op: string): void {
-    if (!(handle instanceof Handle)) throw new LwMsgError(Status.INVALID_HANDLE, `${op}: not a Handle`);
-    if (!this.owns(handle)) throw new LwMsgError(Status.INVALID_HANDLE, `${op}: ${handle} is ${handle.valid ? "not a handle of this session" : "invalid"}`);
+  /** INVALID_HANDLE unless `handle` is a valid handle of this session. */
+  private check(handle: unknown, op?: string): asserts handle is Handle {
+    const what = op ? `${op}: ` : "";
+    if (!(handle instanceof Handle)) throw new LwMsgError(Status.INVALID_HANDLE, `${what}not a Handle`);
+    if (!this.owns(handle)) throw new LwMsgError(Status.INVALID_HANDLE, `${what}${handle} is ${handle.valid ? "not a handle of this session" : "invalid"}`);
   }
 
   private freeHandle(h: Handle): void {
     const table = h.location === HandleLocation.LOCAL ? this.local : this.remote;
     if (table.get(h.id) === h) table.delete(h.id);
-    h.valid = false;
-    const fn = h.cleanup;
-    const data = h.data;
-    h.cleanup = undefined;
-    if (fn) fn(data);
+    retire(h);
   }
 
   /**
@@ -269,27 +277,18 @@ export class Session<P extends Protocol<any> = Protocol<any>> implements HandleC
     this.local.clear();
     this.remote.clear();
     for (const h of all) {
-      h.valid = false;
-      const fn = h.cleanup;
-      const data = h.data;
-      h.cleanup = undefined;
-      h.data = undefined;
-      if (fn) {
-        try {
-          fn(data);
-        } catch (e) {
-          onError(e);
-        }
+      try {
+        retire(h);
+      } catch (e) {
+        onError(e);
       }
     }
     const d = this.destruct;
     this.destruct = null;
-    if (d) {
-      try {
-        d(this);
-      } catch (e) {
-        onError(e);
-      }
+    try {
+      d?.(this);
+    } catch (e) {
+      onError(e);
     }
     this.data = undefined;
   }
@@ -304,10 +303,8 @@ export class Session<P extends Protocol<any> = Protocol<any>> implements HandleC
       w.buf[w.pos++] = 0;
       return;
     }
-    if (!(handle instanceof Handle)) throw new LwMsgError(Status.INVALID_HANDLE, "not a Handle");
+    this.check(handle);
     const h = handle;
-    const table = h.location === HandleLocation.LOCAL ? this.local : this.remote;
-    if (!h.valid || table.get(h.id) !== h) throw new LwMsgError(Status.INVALID_HANDLE, `${h} is ${h.valid ? "not a handle of this session" : "invalid"}`);
     if (h.typeName !== typeName) throw new LwMsgError(Status.INVALID_HANDLE, `expected a handle of type '${typeName}', got '${h.typeName}'`);
     if ((flags & 1) !== 0 && h.location !== HandleLocation.REMOTE) throw new LwMsgError(Status.INVALID_HANDLE, `${h}: expected a handle which is local for the receiver`);
     if ((flags & 2) !== 0 && h.location !== HandleLocation.LOCAL) throw new LwMsgError(Status.INVALID_HANDLE, `${h}: expected a handle which is local for the sender`);
