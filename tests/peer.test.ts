@@ -77,7 +77,7 @@ describe("test-async.c", () => {
   function asyncServer() {
     const path = sockPath();
     const server = new Peer(asyncProtocol);
-    const state = { cancels: 0, started: 0, release: deferred() };
+    const state = { cancels: 0, started: 0 };
     // "block" handlers: async functions; "nonblock": plain functions returning at once or a promise.
     const pendFor = (call: Call, ms: number) =>
       new Promise<{ tag: "GENERIC_RESPONSE" }>((resolve, reject) => {
@@ -101,6 +101,23 @@ describe("test-async.c", () => {
     return { path, server, client, state, pendFor };
   }
 
+  /** Gives `tag` a handler that never answers but fails CANCELLED once cancelled (seen through `call.onCancel`, or the call's abort signal); returns `f`. */
+  function pendUntilCancelled(f: ReturnType<typeof asyncServer>, tag: string, via: "onCancel" | "signal") {
+    const { server, state } = f;
+    server.addDispatch({ [tag]: async (_d: unknown, call: Call) => {
+      state.started++;
+      return await new Promise((_, reject) => {
+        const cancel = () => {
+          state.cancels++;
+          reject(new LwMsgError(Status.CANCELLED));
+        };
+        if (via === "onCancel") call.onCancel(cancel);
+        else call.signal.addEventListener("abort", cancel);
+      });
+    } } as any);
+    return f;
+  }
+
   for (const tag of ["SYNC_REQUEST", "ASYNC_REQUEST", "NONBLOCK_SYNC_REQUEST", "NONBLOCK_ASYNC_REQUEST"] as const) {
     test(`${tag.toLowerCase()}: the call completes with GENERIC_RESPONSE`, async () => {
       const { server, client } = asyncServer();
@@ -117,14 +134,7 @@ describe("test-async.c", () => {
 
   for (const tag of ["ASYNC_REQUEST", "NONBLOCK_ASYNC_REQUEST"] as const) {
     test(`${tag.toLowerCase()}_disconnect: disconnecting runs the server-side cancel; the call completes CANCELLED`, async () => {
-      const { server, client, state } = asyncServer();
-      server.addDispatch({ [tag]: async (_d: unknown, call: Call) => {
-        state.started++;
-        return await new Promise((_, reject) => call.onCancel(() => {
-          state.cancels++;
-          reject(new LwMsgError(Status.CANCELLED));
-        }));
-      } } as any);
+      const { server, client, state } = pendUntilCancelled(asyncServer(), tag, "onCancel");
       await server.startListen();
       const s = await client.connect();
       const p = s.call({ tag });
@@ -137,14 +147,7 @@ describe("test-async.c", () => {
     });
 
     test(`${tag.toLowerCase()}_shutdown: stopListen cancels the in-flight call; the client's call fails`, async () => {
-      const { server, client, state } = asyncServer();
-      server.addDispatch({ [tag]: async (_d: unknown, call: Call) => {
-        state.started++;
-        return await new Promise((_, reject) => call.signal.addEventListener("abort", () => {
-          state.cancels++;
-          reject(new LwMsgError(Status.CANCELLED));
-        }));
-      } } as any);
+      const { server, client, state } = pendUntilCancelled(asyncServer(), tag, "signal");
       await server.startListen();
       const s = await client.connect();
       const p = s.call({ tag });
@@ -158,14 +161,7 @@ describe("test-async.c", () => {
     });
 
     test(`${tag.toLowerCase()}_cancel: aborting sends a CONTROL cancel; the server's cancel runs; the caller gets CANCELLED`, async () => {
-      const { server, client, state } = asyncServer();
-      server.addDispatch({ [tag]: async (_d: unknown, call: Call) => {
-        state.started++;
-        return await new Promise((_, reject) => call.onCancel(() => {
-          state.cancels++;
-          reject(new LwMsgError(Status.CANCELLED));
-        }));
-      } } as any);
+      const { server, client, state } = pendUntilCancelled(asyncServer(), tag, "onCancel");
       await server.startListen();
       const s = await client.connect();
       const ac = new AbortController();
