@@ -175,6 +175,11 @@ const enum Phase {
   ERROR,
 }
 
+/** A queued receive result as the promise recv() returns. */
+function settled(m: ReceivedMessage | LwMsgError): Promise<ReceivedMessage> {
+  return m instanceof LwMsgError ? Promise.reject(m) : Promise.resolve(m);
+}
+
 /** One shared settled promise: a queued send allocates nothing for its result. */
 const RESOLVED: Promise<void> = Promise.resolve();
 const EMPTY = new Uint8Array(new ArrayBuffer(0));
@@ -763,6 +768,12 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
           for (let k = 0; k < nfds; k++) closeFd(this.fdQ[this.fdQHead + k]!);
           this.fdQHead += nfds;
           if (this.fdQHead === this.fdQ.length) this.fdQ.length = this.fdQOff.length = this.fdQHead = 0;
+          else if (this.fdQHead >= 1024 && this.fdQHead * 2 >= this.fdQ.length) {
+            // A socket that stays full keeps fds queued for good: drop the sent front now and then.
+            this.fdQ.splice(0, this.fdQHead);
+            this.fdQOff.splice(0, this.fdQHead);
+            this.fdQHead = 0;
+          }
         }
         this.sendPos += r;
         this.justSent = true;
@@ -806,13 +817,13 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
    */
   recv(): Promise<ReceivedMessage> {
     const m = this.takeQueued();
-    if (m !== undefined) return m instanceof LwMsgError ? Promise.reject(m) : Promise.resolve(m);
+    if (m !== undefined) return settled(m);
     if (this.phase !== Phase.ESTABLISHED) return Promise.reject(this.notEstablished("recv"));
     if (this.recvWaiter) return Promise.reject(new LwMsgError(Status.BUSY, "recv: another recv is already waiting on this connection"));
     if (this.out.pos > this.sendPos) this.flush(); // about to wait: let the request go first
     this.pump();
     const m2 = this.takeQueued();
-    if (m2 !== undefined) return m2 instanceof LwMsgError ? Promise.reject(m2) : Promise.resolve(m2);
+    if (m2 !== undefined) return settled(m2);
     // Poll before parking: a reply to what we just sent often arrives within
     // microseconds. Only while no other connection of this process waits for
     // input: the poll blocks the thread on this one socket, and a server with
@@ -829,7 +840,7 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
           const m3 = this.takeQueued();
           if (m3 !== undefined) {
             this.justSent = false;
-            return m3 instanceof LwMsgError ? Promise.reject(m3) : Promise.resolve(m3);
+            return settled(m3);
           }
         } else if (this.replyPollAdaptive) {
           // A miss blocked the thread for the whole window: skip the next few
@@ -909,6 +920,12 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
     const r = native.lw_recv(this.fd, (this.inPtr + this.wpos) as Pointer, this.inBuf.length - this.wpos, this.recvFdsPtr, this.recvOutPtr);
     const nfds = this.recvOut[0]!;
     if (nfds > 0) {
+      // fds can stay ahead of their messages for good (coalesced sends), so the
+      // FIFO's head does not always come back to 0: drop the consumed front now and then.
+      if (this.fdInHead >= 1024 && this.fdInHead * 2 >= this.fdIn.length) {
+        this.fdIn.splice(0, this.fdInHead);
+        this.fdInHead = 0;
+      }
       for (let i = 0; i < nfds; i++) this.fdIn.push(this.recvFds[i]!);
       if (this.fdIn.length - this.fdInHead > this.maxFds) {
         this.toError(new LwMsgError(Status.MALFORMED, `peer sent more than ${this.maxFds} fds ahead of their messages (maxFds)`));
@@ -954,7 +971,6 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
       const len = v.getUint32(p);
       if (len > this.packetSize) return this.protocolError(`packet of ${len} bytes exceeds the negotiated packet size ${this.packetSize}`);
       if (len < BASE_HEADER_SIZE) return this.protocolError(`packet length ${len} is shorter than its header`);
-      if (len > this.inBuf.length) this.growIn(len);
       if (end - p < len) break;
       const type = buf[p + 4]!;
       if (type === PacketType.MESSAGE) {
@@ -980,7 +996,7 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
         const n = len - MESSAGE_HEADER_SIZE;
         if (f.len + n > this.maxMessageSize) {
           this.rpos = p + len;
-          return this.fatalError(new LwMsgError(Status.OVERFLOW, `incoming message exceeds maxMessageSize ${this.maxMessageSize}`));
+          return this.toError(new LwMsgError(Status.OVERFLOW, `incoming message exceeds maxMessageSize ${this.maxMessageSize}`));
         }
         if (f.len + n > f.buf.length) {
           const nb = new Uint8Array(Math.min(this.maxMessageSize, Math.max(f.buf.length * 2, f.len + n)));
@@ -1004,7 +1020,7 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
         // §3.3: like any non-MESSAGE packet, a SHUTDOWN between the fragments of a message is MALFORMED
         if (this.frag !== null) return this.protocolError("SHUTDOWN packet in the middle of a fragmented message");
         this.rpos = p + len;
-        return this.fatalError(shutdownError(v.getUint32(p + 6)));
+        return this.toError(shutdownError(v.getUint32(p + 6)));
       }
       return this.protocolError(`unexpected packet type ${type} on an established connection`);
     }
@@ -1046,8 +1062,8 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
         this.queue.push(new ReceivedMessage(TAG_INVALID, undefined, null, flags | MessageFlags.SYNTHETIC, s, cookie, null));
       } else if (s === Status.EOF) {
         // The payload ends before its type does: lwmsg reports running out of fragments as PEER_CLOSE (§3.3).
-        this.fatalError(new LwMsgError(Status.PEER_CLOSE, `message ${entry.name} is truncated: ${err.message}`));
-      } else this.fatalError(err);
+        this.toError(new LwMsgError(Status.PEER_CLOSE, `message ${entry.name} is truncated: ${err.message}`));
+      } else this.toError(err);
       return;
     }
     this.fdInHead = ctx.fdsInPos;
@@ -1061,12 +1077,7 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
   }
 
   private protocolError(what: string): void {
-    this.fatalError(new LwMsgError(Status.MALFORMED, what));
-  }
-
-  /** A receive-side error after which the byte stream cannot be trusted: queue it behind the good messages. */
-  private fatalError(e: LwMsgError): void {
-    this.toError(e);
+    this.toError(new LwMsgError(Status.MALFORMED, what));
   }
 
   private closeQueuedInFds(): void {

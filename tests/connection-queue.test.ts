@@ -7,6 +7,9 @@ import { LwMsgError, Status } from "../lib/status.ts";
 import { Poller } from "../lib/native/poller.ts";
 import { fdLeakCheck } from "./helpers/fds.ts";
 import { testProtocol } from "./fixtures/protocol.ts";
+import { hex } from "./helpers/raw.ts";
+import { native } from "../lib/native/ffi.ts";
+import { closeFd, socketPair } from "../lib/native/socket.ts";
 
 fdLeakCheck({ warmup: () => Poller.shared() });
 
@@ -30,4 +33,32 @@ test("sends that are not awaited queue far past sendQueueLimit + one message and
   await Promise.all(pending);
   await a.close();
   await b.close();
+});
+
+test("an fd FIFO whose head never catches up (every read ends inside a message whose fd came ahead) does not grow without bound", async () => {
+  const [a, b] = await Connection.pair(testProtocol);
+  const msg = hex("00000010 01 03 00 00000000 0000 0002 ff"); // FD, one fd
+  const [x, y] = socketPair();
+  const send = (bytes: Uint8Array) => expect(native.lw_send(a.socketFd, bytes, bytes.length, new Int32Array([x]), 1)).toBe(bytes.length);
+  const N = 3000;
+  send(msg.subarray(0, 8));
+  let received = 0;
+  for (let i = 0; i < N; i++) {
+    // the rest of message i, then the start of message i+1 with its fd
+    const seg = new Uint8Array(16);
+    seg.set(msg.subarray(8), 0);
+    seg.set(msg.subarray(0, 8), 8);
+    send(seg);
+    const m = await b.recv();
+    expect(m.name).toBe("FD");
+    m.dispose();
+    received++;
+  }
+  expect(received).toBe(N);
+  expect((b as any).fdIn.length - (b as any).fdInHead).toBe(1); // message N's fd, ahead of its bytes
+  expect((b as any).fdIn.length).toBeLessThan(2200); // without compaction: N + 1
+  closeFd(x);
+  closeFd(y);
+  a.destroy();
+  b.destroy();
 });
