@@ -7,7 +7,8 @@
  */
 import { constants as osc } from "node:os";
 import { Peer } from "../../lib/peer.ts";
-import type { Session } from "../../lib/session.ts";
+import type { ReplyMessage } from "../../lib/session.ts";
+import type { MessageOut } from "../../lib/protocol.ts";
 import { ConnectionMode } from "../../lib/connection.ts";
 import type { Handle } from "../../lib/handle.ts";
 import { DEFAULT_SOCKET_PATH, fservProtocol, type FservProtocol } from "./protocol.ts";
@@ -28,61 +29,66 @@ export class FservError extends Error {
   }
 }
 
+type Reply = ReplyMessage<FservProtocol>;
+type ReplyNamed<N extends Reply["name"]> = Extract<Reply, { name: N }>;
+
 export class FservClient {
   readonly peer = new Peer(fservProtocol);
-  private session: Session<FservProtocol> | null = null;
 
   constructor(readonly socketPath: string = DEFAULT_SOCKET_PATH) {
     this.peer.addConnectEndpoint(ConnectionMode.LOCAL, socketPath);
   }
 
-  private async s(): Promise<Session<FservProtocol>> {
-    return (this.session ??= await this.peer.connect());
+  /**
+   * One `fserv_*` round trip, as the C client's switch on `out.tag`: an
+   * FSERV_ERROR_RES becomes an {@link FservError}, a reply other than
+   * `expected` an Error, else `pick` takes what the caller wants from it.
+   * Fds the reply carries that `pick` does not take are closed.
+   */
+  private async call<N extends Reply["name"], T>(message: MessageOut<FservProtocol>, expected: N, what: string, pick: (r: ReplyNamed<N>) => T): Promise<T> {
+    // The peer keeps one outgoing session: connect() returns it (and it reconnects by itself).
+    const session = await this.peer.connect();
+    using r = await session.call(message);
+    if (r.name === "FSERV_ERROR_RES") throw new FservError(r.data.err, what);
+    if (r.name !== expected) throw new Error(`${what}: unexpected reply ${r.name}`);
+    return pick(r as ReplyNamed<N>);
   }
 
   /** `fserv_open`: a handle for `path` opened with OPEN_MODE bits. */
-  async open(path: string, mode: number): Promise<Handle> {
-    const r = await (await this.s()).call({ tag: "FSERV_OPEN_REQ", data: { path, mode } });
-    if (r.name === "FSERV_ERROR_RES") throw new FservError(r.data.err, path);
-    if (r.name !== "FSERV_OPEN_RES" || !r.data) throw new Error(`unexpected reply ${r.name}`);
-    return r.data;
+  open(path: string, mode: number): Promise<Handle> {
+    return this.call({ tag: "FSERV_OPEN_REQ", data: { path, mode } }, "FSERV_OPEN_RES", path, (r) => {
+      if (!r.data) throw new Error(`${path}: FSERV_OPEN_RES without a handle`);
+      return r.data;
+    });
   }
 
   /** `fserv_read`: up to `size` bytes; an empty array at end of file. */
-  async read(file: Handle, size: number): Promise<Uint8Array> {
-    const r = await (await this.s()).call({ tag: "FSERV_READ_REQ", data: { handle: file, size: BigInt(size) } });
-    if (r.name === "FSERV_ERROR_RES") throw new FservError(r.data.err, "read");
-    if (r.name !== "FSERV_READ_RES") throw new Error(`unexpected reply ${r.name}`);
-    return r.data.data ?? new Uint8Array(0);
+  read(file: Handle, size: number): Promise<Uint8Array> {
+    return this.call({ tag: "FSERV_READ_REQ", data: { handle: file, size: BigInt(size) } }, "FSERV_READ_RES", "read", (r) => r.data.data ?? new Uint8Array(0));
   }
 
   /** `fserv_write`. */
-  async write(file: Handle, data: Uint8Array): Promise<void> {
-    const r = await (await this.s()).call({ tag: "FSERV_WRITE_REQ", data: { handle: file, size: BigInt(data.length), data } });
-    if (r.name === "FSERV_ERROR_RES") throw new FservError(r.data.err, "write");
-    if (r.name !== "FSERV_VOID_RES") throw new Error(`unexpected reply ${r.name}`);
+  write(file: Handle, data: Uint8Array): Promise<void> {
+    return this.call({ tag: "FSERV_WRITE_REQ", data: { handle: file, size: BigInt(data.length), data } }, "FSERV_VOID_RES", "write", () => {});
   }
 
-  /** `fserv_close`. */
+  /** `fserv_close`. Our proxy for the server's handle is released whether or not the call succeeded. */
   async close(file: Handle): Promise<void> {
-    const s = await this.s();
-    const r = await s.call({ tag: "FSERV_CLOSE_REQ", data: file });
-    // Our proxy for the server's handle is no longer needed.
-    if (s.owns(file)) s.releaseHandle(file);
-    if (r.name === "FSERV_ERROR_RES") throw new FservError(r.data.err, "close");
+    try {
+      await this.call({ tag: "FSERV_CLOSE_REQ", data: file }, "FSERV_VOID_RES", "close", () => {});
+    } finally {
+      const s = this.peer.session;
+      if (s?.owns(file)) s.releaseHandle(file);
+    }
   }
 
   /** Added: open `path` on the server and receive the descriptor itself (the caller closes it). */
-  async openFd(path: string, mode: number): Promise<number> {
-    const r = await (await this.s()).call({ tag: "FSERV_OPEN_FD_REQ", data: { path, mode } });
-    if (r.name === "FSERV_ERROR_RES") throw new FservError(r.data.err, path);
-    if (r.name !== "FSERV_OPEN_FD_RES") throw new Error(`unexpected reply ${r.name}`);
-    return r.takeFd(r.data.fd);
+  openFd(path: string, mode: number): Promise<number> {
+    return this.call({ tag: "FSERV_OPEN_FD_REQ", data: { path, mode } }, "FSERV_OPEN_FD_RES", path, (r) => r.takeFd(r.data.fd));
   }
 
   /** Disconnect (the server closes whatever this client left open). */
-  async disconnect(): Promise<void> {
-    this.session = null;
-    await this.peer.disconnect();
+  disconnect(): Promise<void> {
+    return this.peer.disconnect();
   }
 }
