@@ -4,7 +4,7 @@
  * @module
  */
 import { LwMsgError, Status } from "../status.ts";
-import type { WireType } from "../types.ts";
+import type { WireRec, WireRef, WireType } from "../types.ts";
 
 export function bad(msg: string): never {
   throw new LwMsgError(Status.INVALID_PARAMETER, msg);
@@ -76,6 +76,20 @@ export function analyze(root: WireType): Analysis {
   return a;
 }
 
+/**
+ * The body of a recursive root or reference, through `f`; `onCycle` when the
+ * walk is already inside it (`guard` holds the ids on the current path).
+ */
+function viaRec<T>(w: WireRec | WireRef, recs: Map<string, WireType>, guard: Set<string>, onCycle: T, f: (body: WireType) => T): T {
+  if (guard.has(w.id)) return onCycle;
+  guard.add(w.id);
+  try {
+    return f(recs.get(w.id)!);
+  } finally {
+    guard.delete(w.id);
+  }
+}
+
 /** Bytes on the wire if always the same, else -1. */
 export function fixedSize(w: WireType): number {
   switch (w.kind) {
@@ -129,7 +143,7 @@ export function minWire(w: WireType, recs: Map<string, WireType>, guard = new Se
     case "pointer":
       if (w.aliasable) return 4;
       if (!w.notNull) return 1;
-      return w.to.kind === "array" ? minWire(w.to, recs, guard) : minWire(w.to, recs, guard);
+      return minWire(w.to, recs, guard);
     case "array":
       if (w.length.term === "zero") return 4;
       if (w.length.term === "member") return 0;
@@ -137,13 +151,8 @@ export function minWire(w: WireType, recs: Map<string, WireType>, guard = new Se
     case "custom":
       return minWire(w.transmit, recs, guard);
     case "rec":
-    case "ref": {
-      if (guard.has(w.id)) return 0;
-      guard.add(w.id);
-      const n = minWire(recs.get(w.id)!, recs, guard);
-      guard.delete(w.id);
-      return n;
-    }
+    case "ref":
+      return viaRec(w, recs, guard, 0, (body) => minWire(body, recs, guard));
   }
 }
 
@@ -171,13 +180,8 @@ export function nativeSize(w: WireType, recs: Map<string, WireType>, guard = new
     case "custom":
       return nativeSize(w.transmit, recs, guard);
     case "rec":
-    case "ref": {
-      if (guard.has(w.id)) return 0;
-      guard.add(w.id);
-      const n = nativeSize(recs.get(w.id)!, recs, guard);
-      guard.delete(w.id);
-      return n;
-    }
+    case "ref":
+      return viaRec(w, recs, guard, 0, (body) => nativeSize(body, recs, guard));
   }
 }
 
@@ -197,10 +201,7 @@ export function freeNames(w: WireType, recs: Map<string, WireType>, out = new Se
       break;
     case "rec":
     case "ref":
-      if (!guard.has(w.id)) {
-        guard.add(w.id);
-        freeNames(recs.get(w.id)!, recs, out, guard);
-      }
+      viaRec(w, recs, guard, out, (body) => freeNames(body, recs, out, guard));
       break;
     default:
       // structs bind their own names; customs start afresh
@@ -213,11 +214,7 @@ export function freeNames(w: WireType, recs: Map<string, WireType>, out = new Se
 export function earlyable(w: WireType, recs: Map<string, WireType>, guard = new Set<string>()): boolean {
   if (w.kind === "struct") return true;
   if (w.kind === "array") return !w.string && !(w.of.kind === "int" && w.of.width === 1);
-  if (w.kind === "rec" || w.kind === "ref") {
-    if (guard.has(w.id)) return false;
-    guard.add(w.id);
-    return earlyable(recs.get(w.id)!, recs, guard);
-  }
+  if (w.kind === "rec" || w.kind === "ref") return viaRec(w, recs, guard, false, (body) => earlyable(body, recs, guard));
   return false;
 }
 
@@ -241,9 +238,7 @@ export function admitsNullish(w: WireType, recs: Map<string, WireType>, guard = 
       return w.arms.some((a) => admitsNullish(a.type, recs, guard));
     case "rec":
     case "ref":
-      if (guard.has(w.id)) return false;
-      guard.add(w.id);
-      return admitsNullish(recs.get(w.id)!, recs, guard);
+      return viaRec(w, recs, guard, false, (body) => admitsNullish(body, recs, guard));
     default:
       return false;
   }
@@ -261,9 +256,7 @@ export function admitsUndefined(w: WireType, recs: Map<string, WireType>, guard 
       return w.arms.some((a) => admitsUndefined(a.type, recs, guard));
     case "rec":
     case "ref":
-      if (guard.has(w.id)) return false;
-      guard.add(w.id);
-      return admitsUndefined(recs.get(w.id)!, recs, guard);
+      return viaRec(w, recs, guard, false, (body) => admitsUndefined(body, recs, guard));
     default:
       return false;
   }
