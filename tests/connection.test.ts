@@ -11,6 +11,7 @@ import { Session } from "../lib/session.ts";
 import { Handle, HandleLocation } from "../lib/handle.ts";
 import { describeFd, fdLeakCheck, openFdCount, openFds } from "./helpers/fds.ts";
 import { useTempDir } from "./helpers/tmp.ts";
+import { useChildren } from "./helpers/child.ts";
 import { rejectionStatus, throwStatus } from "./helpers/status.ts";
 import { hex, rawPeer, toHex } from "./helpers/raw.ts";
 import { testProtocol } from "./fixtures/protocol.ts";
@@ -19,8 +20,7 @@ import { testProtocol } from "./fixtures/protocol.ts";
 fdLeakCheck({ settleMs: 2000, warmup: () => Poller.shared() });
 const tmp = useTempDir("conn-");
 const child = new URL("./fixtures/conn-child.ts", import.meta.url).pathname;
-
-
+const spawn = useChildren(); // the fixture's "silent" and "partial" modes sleep until killed
 
 /** A Connection on one end of a socketpair, a raw byte peer on the other. */
 async function rawPair(opts = {}) {
@@ -125,17 +125,14 @@ describe("handshake", () => {
   test("accept timeout: a client process that connects and never greets → TIMEOUT; the listener serves the next client", async () => {
     const path = tmp.join("mute.sock");
     const listener = await Connection.listen(testProtocol, path, { timeouts: { establish: 200 } });
-    const mute = Bun.spawn([process.execPath, child, "silent", path], { stdout: "pipe", stderr: "inherit" });
-    const reader = mute.stdout.getReader();
-    expect(new TextDecoder().decode((await reader.read()).value)).toContain("ready");
+    const mute = spawn([process.execPath, child, "silent", path]);
+    expect(await mute.line()).toContain("ready");
     expect(await rejectionStatus(listener.accept())).toBe(Status.TIMEOUT);
     const c = new Connection(testProtocol);
     c.setEndpoint(ConnectionMode.LOCAL, path);
     const [, server] = await Promise.all([c.connect(), listener.accept()]);
     expect(server.state).toBe(AssocState.IDLE);
-    mute.kill("SIGKILL");
-    await mute.exited;
-    reader.releaseLock();
+    await mute.kill();
     await c.close();
     await server.close();
     await listener.close();
@@ -704,16 +701,12 @@ describe("dead peers", () => {
   test("peer SIGKILLed mid-message → PEER_CLOSE, nothing leaks", async () => {
     const path = tmp.join("kill.sock");
     const listener = await Connection.listen(testProtocol, path);
-    const proc = Bun.spawn([process.execPath, child, "partial", path], { stdout: "pipe", stderr: "inherit" });
+    const proc = spawn([process.execPath, child, "partial", path]);
     const server = await listener.accept();
-    const reader = proc.stdout.getReader();
-    const { value } = await reader.read();
-    expect(new TextDecoder().decode(value)).toContain("ready");
+    expect(await proc.line()).toContain("ready");
     const p = rejectionStatus(server.recv());
-    proc.kill("SIGKILL");
-    await proc.exited;
+    await proc.kill();
     expect(await p).toBe(Status.PEER_CLOSE);
-    reader.releaseLock();
     await server.close();
     await listener.close();
   });

@@ -22,7 +22,7 @@
 //     dropped by the message timeout while others are served);
 //   - tests/native.test.ts MSG_CTRUNC at the shim level (here: what the
 //     Connection and the Peer make of it).
-import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, realpathSync, rmSync, unlinkSync, writeFileSync, openSync, closeSync } from "node:fs";
 import { AssocState, Connection, ConnectionMode } from "../lib/connection.ts";
 import type { Listener } from "../lib/listener.ts";
@@ -33,6 +33,7 @@ import { Poller } from "../lib/native/poller.ts";
 import { describeFd, expectNoFdLeak, fdLeakCheck, openFds } from "./helpers/fds.ts";
 import { useTempDir } from "./helpers/tmp.ts";
 import { until } from "./helpers/wait.ts";
+import { useChildren, type Child } from "./helpers/child.ts";
 import { rejectionStatus } from "./helpers/status.ts";
 import { testProtocol } from "./fixtures/protocol.ts";
 import { multicallProtocol } from "./fixtures/peer-protocol.ts";
@@ -49,85 +50,11 @@ const sockPath = () => tmp.join(`f${++sockN}.sock`);
 /** Run `fn`, then require every fd it opened to be closed again (child pipes, sockets, received fds). */
 const noFdLeak = (fn: () => Promise<void>): Promise<void> => expectNoFdLeak(fn, { settleMs: 3000 });
 
-interface Child {
-  readonly proc: ReturnType<typeof Bun.spawn>;
-  /** The next line the child prints. */
-  line(ms?: number): Promise<string>;
-  json<T = any>(ms?: number): Promise<T>;
-  /** Write a line to the child's stdin. */
-  tell(line: string): void;
-  /** SIGKILL and reap. */
-  kill(): Promise<void>;
-  /** Reap (after it exits by itself) and release the pipes. */
-  done(): Promise<number>;
-}
-
-/** Children still running when a test ends (it failed early) are killed. */
-const live = new Set<Child>();
-afterEach(async () => {
-  for (const c of [...live]) await c.kill();
-});
+const spawn = useChildren();
 
 /** A fixture process (tests/fixtures/fault-child.ts); `nofile` runs it under `ulimit -n`. */
-function spawnChild(args: (string | number)[], opts: { nofile?: number } = {}): Child {
-  const argv = [process.execPath, childScript, ...args.map(String)];
-  const cmd = opts.nofile ? ["sh", "-c", `ulimit -n ${opts.nofile} && exec "$0" "$@"`, ...argv] : argv;
-  const proc = Bun.spawn(cmd, { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
-  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-  const dec = new TextDecoder();
-  let buf = "";
-  let released = false;
-  const release = async () => {
-    if (released) return;
-    released = true;
-    await reader.cancel().catch(() => {});
-    reader.releaseLock();
-    try {
-      (proc.stdin as { end(): void }).end();
-    } catch {}
-  };
-  const line = async (ms = 15_000): Promise<string> => {
-    const end = performance.now() + ms;
-    for (;;) {
-      const i = buf.indexOf("\n");
-      if (i >= 0) {
-        const l = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        return l;
-      }
-      const left = end - performance.now();
-      if (left <= 0) throw new Error(`child ${args[0]}: no output line within ${ms} ms`);
-      const r = await Promise.race([reader.read(), Bun.sleep(left).then(() => null)]);
-      if (r === null) continue;
-      if (r.done) throw new Error(`child ${args[0]} ended its output (exit ${await proc.exited}); got ${JSON.stringify(buf)}`);
-      buf += dec.decode(r.value);
-    }
-  };
-  const child: Child = {
-    proc,
-    line,
-    json: async (ms) => JSON.parse(await line(ms)),
-    tell(l: string) {
-      const w = proc.stdin as { write(s: string): void; flush(): void };
-      w.write(l + "\n");
-      w.flush();
-    },
-    async kill() {
-      live.delete(child);
-      proc.kill("SIGKILL");
-      await proc.exited;
-      await release();
-    },
-    async done() {
-      live.delete(child);
-      const code = await proc.exited;
-      await release();
-      return code;
-    },
-  };
-  live.add(child);
-  return child;
-}
+const spawnChild = (args: (string | number)[], opts: { nofile?: number } = {}): Child =>
+  spawn([process.execPath, childScript, ...args.map(String)], opts);
 
 async function expectReady(c: Child): Promise<void> {
   expect(await c.line()).toBe("ready");

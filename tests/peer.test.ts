@@ -17,6 +17,7 @@ import { localToken, tokenCanAccess, tokenHash, tokenToString, tokensEqual } fro
 import type { ByteReader, ByteWriter, HandleCodec } from "../lib/codec/io.ts";
 import { fdLeakCheck } from "./helpers/fds.ts";
 import { useTempDir } from "./helpers/tmp.ts";
+import { useChildren } from "./helpers/child.ts";
 import { deferred, until } from "./helpers/wait.ts";
 import { rejectionStatus, throwStatus } from "./helpers/status.ts";
 import { asyncProtocol, counterProtocol, multicallProtocol } from "./fixtures/peer-protocol.ts";
@@ -25,6 +26,7 @@ import { Lw } from "../lib/lw.ts";
 fdLeakCheck({ settleMs: 3000, warmup: () => (Bun.spawnSync(["true"]), Poller.shared()) });
 const tmp = useTempDir("peer-");
 const child = new URL("./fixtures/peer-child.ts", import.meta.url).pathname;
+const spawn = useChildren(); // the fixture's "partial" mode sleeps until killed
 let sockN = 0;
 const sockPath = () => tmp.join(`s${++sockN}.sock`);
 
@@ -900,15 +902,11 @@ describe("call protocol (§7.4) against a bare Connection", () => {
     const server = new Peer(multicallProtocol, { timeouts: { message: 150 } });
     server.addListenEndpoint(ConnectionMode.LOCAL, path);
     await server.startListen();
-    const proc = Bun.spawn([process.execPath, child, "partial", path], { stdout: "pipe", stderr: "inherit" });
-    const reader = proc.stdout.getReader();
-    const first = await reader.read();
-    expect(new TextDecoder().decode(first.value)).toContain("ready");
+    const proc = spawn([process.execPath, child, "partial", path]);
+    expect(await proc.line()).toContain("ready");
     await until(() => server.clientCount === 1, 2000, "the partial client");
     await until(() => server.clientCount === 0, 3000, "the message timeout");
-    proc.kill();
-    await proc.exited;
-    reader.releaseLock();
+    await proc.kill();
     await server.close();
   });
 });
