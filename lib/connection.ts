@@ -180,6 +180,12 @@ function settled(m: ReceivedMessage | LwMsgError): Promise<ReceivedMessage> {
   return m instanceof LwMsgError ? Promise.reject(m) : Promise.resolve(m);
 }
 
+/** Hand a receive result to a parked recv(). */
+function answer(w: Waiter<ReceivedMessage>, m: ReceivedMessage | LwMsgError): void {
+  if (m instanceof LwMsgError) w.reject(m);
+  else w.resolve(m);
+}
+
 /** One shared settled promise: a queued send allocates nothing for its result. */
 const RESOLVED: Promise<void> = Promise.resolve();
 const EMPTY = new Uint8Array(new ArrayBuffer(0));
@@ -1120,8 +1126,7 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
         this.recvWaiter = null;
         if (w.timer) clearTimeout(w.timer);
         this.unrefIfIdle();
-        if (m instanceof LwMsgError) w.reject(m);
-        else w.resolve(m);
+        answer(w, m);
       }
     }
     if (this.phase === Phase.ESTABLISHED) this.armWatch();
@@ -1238,9 +1243,7 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
     if (rw) {
       this.recvWaiter = null;
       if (rw.timer) clearTimeout(rw.timer);
-      const m = this.takeQueued()!;
-      if (m instanceof LwMsgError) rw.reject(m);
-      else rw.resolve(m);
+      answer(rw, this.takeQueued()!);
     }
     this.failDrainWaiters(e);
     this.dropSendQueue();

@@ -4,7 +4,7 @@
  * @module
  */
 import { Poller, READABLE, type Watch } from "./native/poller.ts";
-import { acceptFd, checkListenDirectory, closeFd, isAbstractPath, listenPath, socketFileId, unlinkOwnSocketFile, unlinkPath } from "./native/socket.ts";
+import { acceptFd, checkListenDirectory, closeFd, isAbstractPath, listenPath, socketFileId, unlinkOwnSocketFile } from "./native/socket.ts";
 import { Errno, LwMsgError, Status } from "./status.ts";
 import { Connection, ConnectionMode, checkConnectionOptions, checkProtocol, type ListenOptions } from "./connection.ts";
 import type { Protocol } from "./protocol.ts";
@@ -41,7 +41,7 @@ export class Listener<P extends Protocol<any> = Protocol<any>> {
       this.watch = this.poller.watch(this.fd, this.onReadable);
     } catch (e) {
       closeFd(this.fd);
-      if (!isAbstractPath(path)) unlinkPath(path);
+      unlinkOwnSocketFile(path, this.fileId);
       throw e;
     }
   }
