@@ -74,10 +74,11 @@ async function parent(): Promise<number> {
   const poller = new Poller("doorbell");
   let lfd = -1;
   let conn = -1;
+  let child: ReturnType<typeof Bun.spawn> | null = null;
   try {
     lfd = listenPath(sockPath, 8, 0o600);
     console.log(`[parent] pid=${process.pid}, listening on ${sockPath} (mode 0600)`);
-    const child = Bun.spawn([process.execPath, import.meta.path, "child", sockPath], { stdout: "inherit", stderr: "inherit" });
+    child = Bun.spawn([process.execPath, import.meta.path, "child", sockPath], { stdout: "inherit", stderr: "inherit" });
 
     await readable(poller, lfd, "the child to connect");
     conn = acceptFd(lfd);
@@ -103,6 +104,7 @@ async function parent(): Promise<number> {
   } finally {
     if (conn >= 0) closeFd(conn);
     if (lfd >= 0) closeFd(lfd);
+    if (child !== null && child.exitCode === null) child.kill(); // we failed before it was done
     poller.close();
     rmSync(dir, { recursive: true, force: true });
   }
@@ -110,8 +112,9 @@ async function parent(): Promise<number> {
 
 async function child(sockPath: string): Promise<number> {
   const poller = new Poller("doorbell");
-  const { fd: conn } = connectPath(sockPath);
+  let conn = -1;
   try {
+    conn = connectPath(sockPath).fd;
     if (conn < 0) throw new Error(`connect gave ${conn}`);
     console.log(`[child]  pid=${process.pid}, connected; peer (SO_PEERCRED): ${show(peerCredentials(conn))}`);
     await readable(poller, conn, "the parent's message");

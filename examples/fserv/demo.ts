@@ -25,8 +25,6 @@ writeFileSync(sample, "Hello from the lwmsg file server!\nThis text travelled as
 
 const opens: OpenEvent[] = [];
 const server = createFileServer({ socketPath, onOpen: (e) => opens.push(e) });
-await server.start();
-console.log(`fserv listening on ${socketPath} (server pid ${process.pid})\n`);
 
 const fcat = join(import.meta.dir, "fcat.ts");
 async function runFcat(...args: string[]): Promise<{ pid: number; code: number; out: string; err: string }> {
@@ -52,18 +50,24 @@ function show(title: string, r: { pid: number; code: number; out: string; err: s
   console.log();
 }
 
-const byHandle = await runFcat(sample);
-show("fcat hello.txt (read by handle, 2048-byte FSERV_READ_REQ)", byHandle, opens.at(-1));
-const byFd = await runFcat("--fd", sample);
-show("fcat --fd hello.txt (FSERV_OPEN_FD_REQ: the descriptor itself comes back)", byFd, opens.at(-1));
-const missing = await runFcat(join(dir, "missing.txt"));
-show("fcat missing.txt (refused: the server replies FSERV_ERROR_RES)", missing, opens.at(-1));
+// Whatever fails on the way, the server stops (its socket file goes) and the temp dir is removed.
+try {
+  await server.start();
+  console.log(`fserv listening on ${socketPath} (server pid ${process.pid})\n`);
 
-if (byHandle.code !== 0 || byFd.code !== 0 || missing.code === 0 || byHandle.out !== byFd.out) failed = true;
+  const byHandle = await runFcat(sample);
+  show("fcat hello.txt (read by handle, 2048-byte FSERV_READ_REQ)", byHandle, opens.at(-1));
+  const byFd = await runFcat("--fd", sample);
+  show("fcat --fd hello.txt (FSERV_OPEN_FD_REQ: the descriptor itself comes back)", byFd, opens.at(-1));
+  const missing = await runFcat(join(dir, "missing.txt"));
+  show("fcat missing.txt (refused: the server replies FSERV_ERROR_RES)", missing, opens.at(-1));
 
-await server.stop();
-const removed = !existsSync(socketPath);
-console.log(`server stopped; socket file ${removed ? "removed" : "STILL THERE"}`);
-rmSync(dir, { recursive: true, force: true });
-if (!removed) failed = true;
+  if (byHandle.code !== 0 || byFd.code !== 0 || missing.code === 0 || byHandle.out !== byFd.out) failed = true;
+} finally {
+  await server.stop();
+  const removed = !existsSync(socketPath);
+  console.log(`server stopped; socket file ${removed ? "removed" : "STILL THERE"}`);
+  rmSync(dir, { recursive: true, force: true });
+  if (!removed) failed = true;
+}
 process.exitCode = failed ? 1 : 0;

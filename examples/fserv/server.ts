@@ -197,10 +197,19 @@ if (import.meta.main) {
   const server = createFileServer({ socketPath, log: (l) => console.error(l) });
   await server.start();
   console.error(`fserv: listening on ${socketPath} (pid ${process.pid}); Ctrl-C stops`);
+  let stopping = false;
   const stop = async () => {
-    await server.stop();
-    console.error("fserv: stopped");
-    process.exit(0);
+    if (stopping) return; // a second signal while the first one stops the server
+    stopping = true;
+    let code = 0;
+    try {
+      await server.stop();
+      console.error("fserv: stopped");
+    } catch (e) {
+      console.error(`fserv: stop failed: ${(e as Error).message}`);
+      code = 1;
+    }
+    process.exit(code);
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
