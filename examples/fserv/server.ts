@@ -167,8 +167,13 @@ export function createFileServer(options: FileServerOptions = {}) {
     FSERV_CLOSE_REQ: (h, call) => {
       const f = fileOf(call.session, h!);
       log(`fserv_close() on fd ${f.fd} for session ${call.session.id}`);
-      // The handle's cleanup closes the fd.
-      call.session.unregisterHandle(h!);
+      // Unregistering drops the table's only reference, so the handle's cleanup closes the fd
+      // here; a failing close(2) is answered with its errno, as the C server does.
+      try {
+        call.session.unregisterHandle(h!);
+      } catch (e) {
+        return { tag: "FSERV_ERROR_RES", data: { err: errnoOf(e) } };
+      }
       return { tag: "FSERV_VOID_RES" };
     },
     FSERV_OPEN_FD_REQ: (req, call) => {
