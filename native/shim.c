@@ -5,7 +5,7 @@
  * fixed-arity C functions for bun:ffi (no variadic calls cross the FFI):
  *   - socket / socketpair / bind+listen / accept / connect, all O_NONBLOCK and
  *     close-on-exec from birth (no window for a fork+exec to inherit them);
- *   - sendmsg with SCM_RIGHTS and several iovecs, recvmsg with
+ *   - sendmsg with SCM_RIGHTS, recvmsg with
  *     MSG_CMSG_CLOEXEC that reports MSG_CTRUNC;
  *   - peer credentials (SO_PEERCRED, getpeereid fallback);
  *   - a readiness poller: one epoll thread per process that tells the JS
@@ -136,9 +136,6 @@ int lw_connect_result(int fd) {
   return -err;
 }
 
-/* socket, unlink a stale file, bind with mode 000 (umask 0777) so no one can
- * connect before the chmod to the caller's mode, chmod, listen.
- * mode < 0 leaves the mode to the umask. Abstract names skip unlink/chmod. */
 /* What lwmsg does unconditionally (unlink the path before bind), done only
  * when it is safe: nothing there is fine; a socket nobody listens on any more
  * (connect says ECONNREFUSED) is removed; a live socket is -EADDRINUSE (do
@@ -216,6 +213,9 @@ static int lw_bind_with_mode(int fd, const struct sockaddr_un *sa, socklen_t sal
   return 0;
 }
 
+/* socket, remove a stale socket file, bind with the caller's mode (never a
+ * looser one, see lw_bind_with_mode), listen. mode < 0 leaves the mode to the
+ * umask. Abstract names skip the file steps. */
 int lw_listen(const char *path, int len, int backlog, int mode) {
   struct sockaddr_un sa;
   socklen_t salen;
@@ -275,15 +275,16 @@ int lw_unlink(const char *path) { return unlink(path) < 0 ? -errno : 0; }
 /* Send `len` bytes of `buf` with up to LW_MAX_FDS fds in one SCM_RIGHTS
  * message. Returns bytes taken by the kernel or -errno. Fds travel with the
  * first byte, so a partial send still delivered every fd. */
-static ssize_t lw_sendmsg_iov(int fd, struct iovec *iov, int iovcnt, const int32_t *fds, int nfds) {
+int lw_send(int fd, const uint8_t *buf, int len, const int32_t *fds, int nfds) {
   struct msghdr msg;
+  struct iovec iov = {(void *)buf, (size_t)len};
   union {
     char buf[CMSG_SPACE(sizeof(int) * LW_MAX_FDS)];
     struct cmsghdr align;
   } ctl;
   memset(&msg, 0, sizeof msg);
-  msg.msg_iov = iov;
-  msg.msg_iovlen = (size_t)iovcnt;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
   if (nfds > LW_MAX_FDS) return -EINVAL;
   if (nfds > 0) {
     memset(&ctl, 0, sizeof ctl);
@@ -299,25 +300,7 @@ static ssize_t lw_sendmsg_iov(int fd, struct iovec *iov, int iovcnt, const int32
   do {
     n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
   } while (n < 0 && errno == EINTR);
-  return n < 0 ? -errno : n;
-}
-
-int lw_send(int fd, const uint8_t *buf, int len, const int32_t *fds, int nfds) {
-  struct iovec iov = {(void *)buf, (size_t)len};
-  return (int)lw_sendmsg_iov(fd, &iov, 1, fds, nfds);
-}
-
-/* Gather send. `segs` holds iovcnt pairs of (address, length) as uint64, so
- * JS can point into several buffers (packet headers and a payload) at once.
- * Lengths per call stay below 2 GiB (the caller splits larger sends). */
-int lw_sendv(int fd, const uint64_t *segs, int iovcnt, const int32_t *fds, int nfds) {
-  struct iovec iov[64];
-  if (iovcnt <= 0 || iovcnt > 64) return -EINVAL;
-  for (int i = 0; i < iovcnt; i++) {
-    iov[i].iov_base = (void *)(uintptr_t)segs[2 * i];
-    iov[i].iov_len = (size_t)segs[2 * i + 1];
-  }
-  return (int)lw_sendmsg_iov(fd, iov, iovcnt, fds, nfds);
+  return n < 0 ? -errno : (int)n;
 }
 
 /* Receive up to `len` bytes and every SCM_RIGHTS fd that came with them.
@@ -429,7 +412,6 @@ int lw_fd_cloexec(int fd) {
   int f = fcntl(fd, F_GETFD);
   return f < 0 ? -errno : (f & FD_CLOEXEC) ? 1 : 0;
 }
-int lw_getpid(void) { return getpid(); }
 
 /* ------------------------------------------------------------------------ */
 /* Readiness poller: an epoll thread. Registrations are EPOLLONESHOT, so a
