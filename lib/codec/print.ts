@@ -10,7 +10,8 @@
  * @module
  */
 import type { WireArray, WireEnum, WireStruct, WireType, WireUnion } from "../types.ts";
-import { MAX_DEPTH, stackErr, tooDeep, wrap } from "./runtime.ts";
+import { analyze } from "./analyze.ts";
+import { MAX_DEPTH, stackErr, tag, tooDeep, wrap } from "./runtime.ts";
 
 class Out {
   parts: string[] = [];
@@ -30,40 +31,21 @@ class Out {
   newlineIf(): void {
     if (!this.nl) this.newline();
   }
+  /** `{` on a line of its own; what follows is indented by 4. */
+  open(): void {
+    this.newlineIf();
+    this.print("{");
+    this.newline();
+    this.depth += 4;
+  }
+  /** Back out one level and print `close` (`}` and whatever follows it). */
+  close(close = "}"): void {
+    this.depth -= 4;
+    this.print(close);
+  }
   toString(): string {
     return this.parts.join("");
   }
-}
-
-function collectRecs(w: WireType, recs: Map<string, WireType>, seen = new Set<WireType>()): Map<string, WireType> {
-  if (seen.has(w)) return recs;
-  seen.add(w);
-  switch (w.kind) {
-    case "struct":
-      for (const m of w.members) collectRecs(m.type, recs, seen);
-      break;
-    case "union":
-      for (const a of w.arms) collectRecs(a.type, recs, seen);
-      break;
-    case "pointer":
-      collectRecs(w.to, recs, seen);
-      break;
-    case "array":
-      collectRecs(w.of, recs, seen);
-      break;
-    case "custom":
-      collectRecs(w.transmit, recs, seen);
-      break;
-    case "rec":
-      recs.set(w.id, w.type);
-      collectRecs(w.type, recs, seen);
-      break;
-  }
-  return recs;
-}
-
-function tagValue(v: unknown): number {
-  return typeof v === "bigint" ? Number(v) : typeof v === "boolean" ? (v ? 1 : 0) : (v as number);
 }
 
 /** lwmsg_data_print_enum: the scalar's name (or number), then the set mask names, joined by ` | `. */
@@ -86,10 +68,7 @@ function formatEnum(w: WireEnum, value: number): string {
 }
 
 function hexAscii(out: Out, bytes: Uint8Array): void {
-  out.newlineIf();
-  out.print("{");
-  out.depth += 4;
-  out.newline();
+  out.open();
   for (let cluster = 0; cluster < bytes.length; cluster += 16) {
     let line = cluster.toString(16).padStart(8, "0") + "  ";
     for (let i = cluster; i < cluster + 16; i++) {
@@ -106,14 +85,13 @@ function hexAscii(out: Out, bytes: Uint8Array): void {
     out.print(line);
     out.newline();
   }
-  out.depth -= 4;
-  out.print("}");
+  out.close();
 }
 
 /** Print a value of the given wire type (lwmsg data print format). */
 export function printValue(wire: WireType, value: unknown): string {
   const out = new Out();
-  const recs = collectRecs(wire, new Map());
+  const recs = analyze(wire).recs;
   const aliases = new Map<unknown, number>();
   let depth = 0;
 
@@ -126,16 +104,12 @@ export function printValue(wire: WireType, value: unknown): string {
     if (v instanceof Uint8Array || v instanceof Int8Array) {
       return hexAscii(out, new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
     }
-    out.newlineIf();
-    out.print("{");
-    out.newline();
-    out.depth += 4;
+    out.open();
     for (const e of v as unknown[]) {
       node(a.of, e, dom);
       out.newlineIf();
     }
-    out.depth -= 4;
-    out.print("}");
+    out.close();
   };
 
   const node = (w: WireType, v: unknown, dom: unknown): void => {
@@ -155,20 +129,16 @@ export function printValue(wire: WireType, value: unknown): string {
       case "void":
         return;
       case "struct":
-        out.newlineIf();
-        out.print("{");
-        out.newline();
-        out.depth += 4;
+        out.open();
         for (const m of w.members) {
           out.print(`${m.name} = `);
           node(m.type, (v as Record<string, unknown>)[m.name], v);
           out.newlineIf();
         }
-        out.depth -= 4;
-        out.print("}");
+        out.close();
         return;
       case "union": {
-        const t = tagValue((dom as Record<string, unknown> | null)?.[w.discrim]);
+        const t = tag((dom as Record<string, unknown> | null)?.[w.discrim]);
         const arm = w.arms.find((a) => a.tag === t);
         if (!arm) {
           out.print(`<invalid tag ${t}>`);
@@ -235,11 +205,24 @@ export function printValue(wire: WireType, value: unknown): string {
 /** Print a wire type (lwmsg type print format, e.g. `struct foo { int16 a; ... }`). */
 export function printType(wire: WireType): string {
   const out = new Out();
-  const recs = collectRecs(wire, new Map());
+  const recs = analyze(wire).recs;
   const seen = new Set<WireType>();
   const recNames = new Map<string, string>();
 
   const typeName = (w: WireStruct | WireUnion | WireEnum, rec?: string) => w.name ?? (rec ? recNames.get(rec) : undefined) ?? "<anonymous>";
+
+  /** `label`, then on the type's first appearance its body (`lines` prints it) between `{` and `close`; later appearances print the label only. */
+  const block = (w: WireStruct | WireUnion | WireEnum, label: string, close: string, lines: () => void): void => {
+    const first = !seen.has(w);
+    if (first) out.newlineIf();
+    out.print(label);
+    if (!first) return;
+    seen.add(w);
+    out.newline();
+    out.open();
+    lines();
+    out.close(close);
+  };
 
   const lengthAttr = (a: WireArray): string[] => {
     const attrs: string[] = [];
@@ -259,66 +242,36 @@ export function printType(wire: WireType): string {
       case "bool":
         out.print("uint8 <range=0,1>");
         return;
-      case "enum": {
-        const first = !seen.has(w);
-        if (first) out.newlineIf();
-        out.print(`${w.signed ? "" : "u"}int${w.width * 8} enum ${typeName(w)}`);
-        if (!first) return;
-        seen.add(w);
-        out.newline();
-        out.print("{");
-        out.depth += 4;
-        out.newline();
-        const vs = [...Object.entries(w.values).map(([n, v]) => `${n} = ${v}`), ...Object.entries(w.masks).map(([n, v]) => `${n} = 0x${(v >>> 0).toString(16).padStart(w.width * 2, "0")}`)];
-        vs.forEach((s, i) => {
-          out.print(s + (i < vs.length - 1 ? "," : ""));
-          out.newline();
+      case "enum":
+        block(w, `${w.signed ? "" : "u"}int${w.width * 8} enum ${typeName(w)}`, "}", () => {
+          const vs = [...Object.entries(w.values).map(([n, v]) => `${n} = ${v}`), ...Object.entries(w.masks).map(([n, v]) => `${n} = 0x${(v >>> 0).toString(16).padStart(w.width * 2, "0")}`)];
+          vs.forEach((s, i) => {
+            out.print(s + (i < vs.length - 1 ? "," : ""));
+            out.newline();
+          });
         });
-        out.depth -= 4;
-        out.print("}");
         return;
-      }
-      case "struct": {
-        const first = !seen.has(w);
-        if (first) out.newlineIf();
-        out.print(`struct ${typeName(w, recId)}`);
-        if (!first) return;
-        seen.add(w);
-        out.newline();
-        out.print("{");
-        out.depth += 4;
-        out.newline();
-        for (const m of w.members) {
-          node(m.type, w);
-          out.print(` ${m.name};`);
-          out.newline();
-        }
-        out.depth -= 4;
-        out.print("}");
-        return;
-      }
-      case "union": {
-        const first = !seen.has(w);
-        if (first) out.newlineIf();
-        out.print(`union ${typeName(w, recId)}`);
-        if (!first) return;
-        seen.add(w);
-        out.newline();
-        out.print("{");
-        out.depth += 4;
-        out.newline();
-        const discrim = dom?.members.find((m) => m.name === w.discrim)?.type;
-        w.arms.forEach((a, i) => {
-          node(a.type, dom);
-          let tag = String(a.tag);
-          if (discrim?.kind === "enum") tag = Object.entries(discrim.values).find(([, v]) => v === a.tag)?.[0] ?? tag;
-          out.print(` ${a.name ?? `arm${i}`} <tag=${tag}>;`);
-          out.newline();
+      case "struct":
+        block(w, `struct ${typeName(w, recId)}`, "}", () => {
+          for (const m of w.members) {
+            node(m.type, w);
+            out.print(` ${m.name};`);
+            out.newline();
+          }
         });
-        out.depth -= 4;
-        out.print(`} <discrim=${w.discrim}>`);
         return;
-      }
+      case "union":
+        block(w, `union ${typeName(w, recId)}`, `} <discrim=${w.discrim}>`, () => {
+          const discrim = dom?.members.find((m) => m.name === w.discrim)?.type;
+          w.arms.forEach((a, i) => {
+            node(a.type, dom);
+            let shown = String(a.tag);
+            if (discrim?.kind === "enum") shown = Object.entries(discrim.values).find(([, v]) => v === a.tag)?.[0] ?? shown;
+            out.print(` ${a.name ?? `arm${i}`} <tag=${shown}>;`);
+            out.newline();
+          });
+        });
+        return;
       case "pointer": {
         const to = w.to;
         const attrs: string[] = [];
