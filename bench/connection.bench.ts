@@ -144,31 +144,48 @@ function sockPath(): string {
 
 const caseTimeout = (n: number, perItemUs: number, floorMs = 20_000) => Math.max(floorMs, (n * perItemUs) / 1000);
 
-/** (a) ours: child `await conn.send(msg)` loop; we `await conn.recv()` and time the last N. Also RSS around the measured part. */
-async function oursStream(lib: Lib, n: number, warm: number): Promise<{ rate: number; rssBefore: number; rssAfter: number }> {
+type Conn = InstanceType<Lib["Connection"]>;
+
+/**
+ * One of our cases: listen on a fresh path, start the child `cmd(path)`,
+ * accept it, run `body` on the accepted connection (bounded by `ms`), close;
+ * the listener is closed and the child reaped whatever happens.
+ */
+async function againstChild<R>(
+  lib: Lib,
+  what: string,
+  ms: number,
+  cmd: (path: string) => string[],
+  body: (c: Conn) => Promise<R>,
+  opts: { cpus?: string | null; listen?: Record<string, unknown> } = {},
+): Promise<R> {
   const path = sockPath();
-  const listener = await lib.Connection.listen(lib.benchProtocol, path, { mode: 0o600 });
-  const child = spawnChild([BUN, PEER, "lw-send", path, "foo", String(warm + n)]);
+  const listener = await lib.Connection.listen(lib.benchProtocol, path, { mode: 0o600, ...opts.listen });
+  const child = spawnChild(cmd(path), { cpus: opts.cpus });
   try {
     const c = await withTimeout(listener.accept(), 10_000, "accept");
-    const body = async () => {
-      for (let i = 0; i < warm; i++) await c.recv();
-      Bun.gc(true);
-      const rssBefore = process.memoryUsage().rss;
-      const t0 = Bun.nanoseconds();
-      for (let i = 0; i < n; i++) await c.recv();
-      const t1 = Bun.nanoseconds();
-      Bun.gc(true);
-      const rssAfter = process.memoryUsage().rss;
-      return { rate: (n * 1e9) / (t1 - t0), rssBefore, rssAfter };
-    };
-    const r = await withTimeout(body(), caseTimeout(n + warm, 50), "ours stream");
+    const r = await withTimeout(body(c), ms, what);
     await c.close();
     return r;
   } finally {
     await listener.close();
     await reap(child);
   }
+}
+
+/** (a) ours: child `await conn.send(msg)` loop; we `await conn.recv()` and time the last N. Also RSS around the measured part. */
+async function oursStream(lib: Lib, n: number, warm: number): Promise<{ rate: number; rssBefore: number; rssAfter: number }> {
+  return againstChild(lib, "ours stream", caseTimeout(n + warm, 50), (path) => [BUN, PEER, "lw-send", path, "foo", String(warm + n)], async (c) => {
+    for (let i = 0; i < warm; i++) await c.recv();
+    Bun.gc(true);
+    const rssBefore = process.memoryUsage().rss;
+    const t0 = Bun.nanoseconds();
+    for (let i = 0; i < n; i++) await c.recv();
+    const t1 = Bun.nanoseconds();
+    Bun.gc(true);
+    const rssAfter = process.memoryUsage().rss;
+    return { rate: (n * 1e9) / (t1 - t0), rssBefore, rssAfter };
+  });
 }
 
 /** (a) Bun.listen receiver counting length-framed packets; child writes one packet per socket.write. */
@@ -262,62 +279,39 @@ async function netStream(n: number, warm: number): Promise<{ rate: number }> {
  * (the fallback when the plain `await send()` loop fails).
  */
 async function oursBlob(lib: Lib, size: number, count: number, ack: boolean): Promise<{ rate: number; ack: boolean }> {
-  const path = sockPath();
-  const listener = await lib.Connection.listen(lib.benchProtocol, path, { mode: 0o600 });
   // The BLOB's byte array is 4 bytes short of 16 MiB so the whole payload ({size, data}) is exactly the default maxMessageSize.
-  const child = spawnChild([BUN, PEER, "lw-send", path, "blob", String(count + 1), String(size - 4), ack ? "ack" : "noack"]);
-  try {
-    const c = await withTimeout(listener.accept(), 10_000, "accept");
-    const body = async () => {
-      const first = await c.recv();
-      if (first.data.data.length !== size - 4) throw new Error("blob: wrong size");
+  const cmd = (path: string) => [BUN, PEER, "lw-send", path, "blob", String(count + 1), String(size - 4), ack ? "ack" : "noack"];
+  return againstChild(lib, "ours blob", 60_000, cmd, async (c) => {
+    const first = await c.recv();
+    if (first.data.data.length !== size - 4) throw new Error("blob: wrong size");
+    if (ack) await c.send({ tag: "EMPTY" });
+    const t0 = Bun.nanoseconds();
+    let bytes = 0;
+    for (let i = 0; i < count; i++) {
+      const m = await c.recv();
+      bytes += m.data.data.length + 4;
       if (ack) await c.send({ tag: "EMPTY" });
-      const t0 = Bun.nanoseconds();
-      let bytes = 0;
-      for (let i = 0; i < count; i++) {
-        const m = await c.recv();
-        bytes += m.data.data.length + 4;
-        if (ack) await c.send({ tag: "EMPTY" });
-      }
-      const t1 = Bun.nanoseconds();
-      return { rate: bytes / 1e6 / ((t1 - t0) / 1e9), ack };
-    };
-    const r = await withTimeout(body(), 60_000, "ours blob");
-    await c.close();
-    return r;
-  } finally {
-    await listener.close();
-    await reap(child);
-  }
+    }
+    const t1 = Bun.nanoseconds();
+    return { rate: bytes / 1e6 / ((t1 - t0) / 1e9), ack };
+  });
 }
 
 /** (c) ours: one fd per FD message; receiver disposes every message (closes the fd). */
 async function oursFd(lib: Lib, n: number, warm: number): Promise<{ rate: number }> {
-  const path = sockPath();
-  const listener = await lib.Connection.listen(lib.benchProtocol, path, { mode: 0o600 });
-  const child = spawnChild([BUN, PEER, "lw-send", path, "fd", String(n + warm)]);
-  try {
-    const c = await withTimeout(listener.accept(), 10_000, "accept");
-    const body = async () => {
-      for (let i = 0; i < warm; i++) {
-        using m = await c.recv();
-        if (m.data.fd < 0) throw new Error("fd: no fd");
-      }
-      const t0 = Bun.nanoseconds();
-      for (let i = 0; i < n; i++) {
-        using m = await c.recv();
-        void m;
-      }
-      const t1 = Bun.nanoseconds();
-      return { rate: (n * 1e9) / (t1 - t0) };
-    };
-    const r = await withTimeout(body(), caseTimeout(n + warm, 200), "ours fd");
-    await c.close();
-    return r;
-  } finally {
-    await listener.close();
-    await reap(child);
-  }
+  return againstChild(lib, "ours fd", caseTimeout(n + warm, 200), (path) => [BUN, PEER, "lw-send", path, "fd", String(n + warm)], async (c) => {
+    for (let i = 0; i < warm; i++) {
+      using m = await c.recv();
+      if (m.data.fd < 0) throw new Error("fd: no fd");
+    }
+    const t0 = Bun.nanoseconds();
+    for (let i = 0; i < n; i++) {
+      using m = await c.recv();
+      void m;
+    }
+    const t1 = Bun.nanoseconds();
+    return { rate: (n * 1e9) / (t1 - t0) };
+  });
 }
 
 interface Lat {
@@ -332,28 +326,19 @@ interface Lat {
  * (`echo` = "c": a C process that does the handshake and echoes packets, to see our one side alone).
  */
 async function oursRtt(lib: Lib, n: number, warm: number, cpus: string | null, echo: "lw" | string = "lw", replyPollUs?: number | "adaptive"): Promise<Lat> {
-  const path = sockPath();
-  const listener = await lib.Connection.listen(lib.benchProtocol, path, { mode: 0o600, ...(replyPollUs !== undefined ? { replyPollUs } : {}) });
-  const child = spawnChild(echo === "lw" ? [BUN, PEER, "lw-echo", path, String(replyPollUs ?? "default")] : [echo, "lwecho", path], { cpus });
-  try {
-    const c = await withTimeout(listener.accept(), 10_000, "accept");
+  const cmd = (path: string) => (echo === "lw" ? [BUN, PEER, "lw-echo", path, String(replyPollUs ?? "default")] : [echo, "lwecho", path]);
+  const listen = replyPollUs !== undefined ? { replyPollUs } : {};
+  return againstChild(lib, "ours round trip", caseTimeout(n + warm, 1000), cmd, async (c) => {
     const msg = { tag: "FOO", data: FOO };
     const lat = new Float64Array(n);
-    const body = async () => {
-      for (let i = 0; i < warm; i++) await c.transact(msg);
-      for (let i = 0; i < n; i++) {
-        const t0 = Bun.nanoseconds();
-        await c.transact(msg);
-        lat[i] = (Bun.nanoseconds() - t0) / 1000;
-      }
-    };
-    await withTimeout(body(), caseTimeout(n + warm, 1000), "ours round trip");
-    await c.close();
+    for (let i = 0; i < warm; i++) await c.transact(msg);
+    for (let i = 0; i < n; i++) {
+      const t0 = Bun.nanoseconds();
+      await c.transact(msg);
+      lat[i] = (Bun.nanoseconds() - t0) / 1000;
+    }
     return latencySummary(lat);
-  } finally {
-    await listener.close();
-    await reap(child);
-  }
+  }, { cpus, listen });
 }
 
 // ------------------------------------------------------------------ pinned pass (re-exec under taskset)
