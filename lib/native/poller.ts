@@ -79,11 +79,14 @@ export class Poller {
           error: () => {},
           close: () => {},
         },
-      } as unknown as Parameters<typeof Bun.connect>[0]).then((s) => {
-        this.bellSocket = s as unknown as { ref(): void; unref(): void; end(): void };
-        if (this.closed) s.end();
-        else if (this.refs === 0) this.bellSocket.unref();
-      });
+      } as unknown as Parameters<typeof Bun.connect>[0]).then(
+        (s) => {
+          this.bellSocket = s as unknown as { ref(): void; unref(): void; end(): void };
+          if (this.closed) s.end(); // closed before Bun took the fd: it is Bun's to close now
+          else if (this.refs === 0) this.bellSocket.unref();
+        },
+        () => closeFd(fds[1]),
+      );
     } else {
       this.callback = new JSCallback(() => this.drain(), { args: [], returns: "void", threadsafe: true });
       const h = native.lw_poller_new(-1, this.callback.ptr);
@@ -182,8 +185,10 @@ export class Poller {
     this.watches.clear();
     if (this.bellFds) {
       closeFd(this.bellFds[0]);
-      if (this.bellSocket) this.bellSocket.end();
-      else closeFd(this.bellFds[1]);
+      // Bun's end of the doorbell: its socket closes it. If Bun.connect has not
+      // settled yet, its callback ends the socket (closing the number here too
+      // would close whatever reused it by then).
+      this.bellSocket?.end();
     }
     if (this.callback) this.callback.close();
     if (this.keepAlive) clearInterval(this.keepAlive);
