@@ -87,37 +87,29 @@ export const Errno = {
   ECONNRESET: 104,
 } as const;
 
+/** `lwmsg_status_map_errno`'s table (§8); any other errno is SYSTEM. */
+const errnoStatus = new Map<number, Status>([
+  [0, Status.SUCCESS],
+  [Errno.EINVAL, Status.INVALID_PARAMETER],
+  [Errno.EMFILE, Status.RESOURCE_LIMIT],
+  [Errno.ENFILE, Status.RESOURCE_LIMIT],
+  [Errno.ENOBUFS, Status.RESOURCE_LIMIT],
+  [Errno.ENOMEM, Status.RESOURCE_LIMIT],
+  [Errno.EBUSY, Status.BUSY],
+  [Errno.ENOENT, Status.FILE_NOT_FOUND],
+  [Errno.ECONNREFUSED, Status.CONNECTION_REFUSED],
+  [Errno.ECONNRESET, Status.PEER_RESET],
+  [Errno.ECONNABORTED, Status.PEER_ABORT],
+  [Errno.ETIMEDOUT, Status.TIMEOUT],
+]);
+
 /**
  * `lwmsg_status_map_errno`: errno → Status exactly as lwmsg maps it (§8).
  * The socket layer handles EPIPE/ECONNRESET itself (→ PEER_CLOSE); see
  * {@link mapSocketErrno}.
  */
 export function mapErrno(errno: number): Status {
-  switch (errno) {
-    case 0:
-      return Status.SUCCESS;
-    case Errno.EINVAL:
-      return Status.INVALID_PARAMETER;
-    case Errno.EMFILE:
-    case Errno.ENFILE:
-    case Errno.ENOBUFS:
-    case Errno.ENOMEM:
-      return Status.RESOURCE_LIMIT;
-    case Errno.EBUSY:
-      return Status.BUSY;
-    case Errno.ENOENT:
-      return Status.FILE_NOT_FOUND;
-    case Errno.ECONNREFUSED:
-      return Status.CONNECTION_REFUSED;
-    case Errno.ECONNRESET:
-      return Status.PEER_RESET;
-    case Errno.ECONNABORTED:
-      return Status.PEER_ABORT;
-    case Errno.ETIMEDOUT:
-      return Status.TIMEOUT;
-    default:
-      return Status.SYSTEM;
-  }
+  return errnoStatus.get(errno) ?? Status.SYSTEM;
 }
 
 /** errno from a send/recv on an established socket: EPIPE and ECONNRESET mean the peer went away (§3.3). */
