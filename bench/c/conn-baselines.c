@@ -13,9 +13,6 @@
  *   lwecho   PATH         connect to an lwmsg listener, CONNECT/ACCEPT handshake, then
  *                         echo every packet back verbatim until SHUTDOWN or EOF (a C
  *                         echo peer for our client side alone).
- *   lwping   HEX N WARM PATH CMD...  listen on PATH, start CMD (an lwmsg echo peer that
- *                         connects to PATH), ACCEPT its CONNECT, then time HEX round
- *                         trips like pingpong (a C client for our echo side alone).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -97,6 +94,35 @@ static void reap(void) {
 
 #define RBUF (256 * 1024)
 
+struct drained {
+  uint64_t total, start_bytes, t0, t1, reads;
+};
+
+/* Read RBUF at a time until end_bytes (or EOF); the clock starts once
+ * warm_bytes have arrived, and `reads` counts the reads after that. */
+static struct drained drain(int fd, uint64_t warm_bytes, uint64_t end_bytes) {
+  static uint8_t buf[RBUF];
+  struct drained d = {0, 0, 0, 0, 0};
+  int started = 0;
+  while (d.total < end_bytes) {
+    ssize_t r = read(fd, buf, RBUF);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      die("read");
+    }
+    if (r == 0) break;
+    d.total += (uint64_t)r;
+    if (started) d.reads++;
+    if (!started && d.total >= warm_bytes) {
+      started = 1;
+      d.start_bytes = d.total;
+      d.t0 = now_ns();
+    }
+  }
+  d.t1 = now_ns();
+  return d;
+}
+
 static int mode_stream(const char *hex, long n, long warm) {
   uint8_t *msg;
   size_t len = unhex(hex, &msg);
@@ -108,30 +134,11 @@ static int mode_stream(const char *hex, long n, long warm) {
     _exit(0);
   }
   close(sv[1]);
-  uint8_t *buf = malloc(RBUF);
-  uint64_t total = 0, start_bytes = 0, t0 = 0, t1 = 0, reads = 0;
-  const uint64_t warm_bytes = (uint64_t)warm * len, end_bytes = (uint64_t)(n + warm) * len;
-  int started = 0;
-  while (total < end_bytes) {
-    ssize_t r = read(sv[0], buf, RBUF);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      die("read");
-    }
-    if (r == 0) break;
-    total += (uint64_t)r;
-    if (started) reads++;
-    if (!started && total >= warm_bytes) {
-      started = 1;
-      start_bytes = total;
-      t0 = now_ns();
-    }
-  }
-  t1 = now_ns();
+  struct drained d = drain(sv[0], (uint64_t)warm * len, (uint64_t)(n + warm) * len);
   reap();
-  double msgs = (double)(total - start_bytes) / (double)len;
-  printf("{\"mode\":\"stream\",\"msgs\":%.0f,\"ns\":%llu,\"rate\":%.1f,\"reads\":%llu,\"bytesPerRead\":%.1f}\n", msgs, (unsigned long long)(t1 - t0),
-         msgs / ((double)(t1 - t0) / 1e9), (unsigned long long)reads, reads ? (double)(total - start_bytes) / (double)reads : 0.0);
+  double msgs = (double)(d.total - d.start_bytes) / (double)len;
+  printf("{\"mode\":\"stream\",\"msgs\":%.0f,\"ns\":%llu,\"rate\":%.1f,\"reads\":%llu,\"bytesPerRead\":%.1f}\n", msgs, (unsigned long long)(d.t1 - d.t0),
+         msgs / ((double)(d.t1 - d.t0) / 1e9), (unsigned long long)d.reads, d.reads ? (double)(d.total - d.start_bytes) / (double)d.reads : 0.0);
   return 0;
 }
 
@@ -146,28 +153,10 @@ static int mode_blob(long size, long count) {
     _exit(0);
   }
   close(sv[1]);
-  uint8_t *buf = malloc(RBUF);
-  uint64_t total = 0, t0 = 0, start_bytes = 0;
-  const uint64_t end_bytes = (uint64_t)size * (uint64_t)count;
-  int started = 0;
-  while (total < end_bytes) {
-    ssize_t r = read(sv[0], buf, RBUF);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      die("read");
-    }
-    if (r == 0) break;
-    total += (uint64_t)r;
-    if (!started && total >= (uint64_t)size) {
-      started = 1;
-      start_bytes = total;
-      t0 = now_ns();
-    }
-  }
-  uint64_t t1 = now_ns();
+  struct drained d = drain(sv[0], (uint64_t)size, (uint64_t)size * (uint64_t)count);
   reap();
-  double bytes = (double)(total - start_bytes);
-  printf("{\"mode\":\"blob\",\"bytes\":%.0f,\"ns\":%llu,\"rate\":%.1f}\n", bytes, (unsigned long long)(t1 - t0), bytes / 1e6 / ((double)(t1 - t0) / 1e9));
+  double bytes = (double)(d.total - d.start_bytes);
+  printf("{\"mode\":\"blob\",\"bytes\":%.0f,\"ns\":%llu,\"rate\":%.1f}\n", bytes, (unsigned long long)(d.t1 - d.t0), bytes / 1e6 / ((double)(d.t1 - d.t0) / 1e9));
   return 0;
 }
 
@@ -322,59 +311,9 @@ static int mode_lwecho(const char *path) {
   }
 }
 
-static int mode_lwping(const char *hex, long n, long warm, const char *path, char **cmd) {
-  uint8_t *msg;
-  size_t len = unhex(hex, &msg);
-  int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (lfd < 0) die("socket");
-  struct sockaddr_un sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sun_family = AF_UNIX;
-  strncpy(sa.sun_path, path, sizeof sa.sun_path - 1);
-  unlink(path);
-  if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0) die("bind");
-  if (listen(lfd, 8) < 0) die("listen");
-  fflush(stdout);
-  pid_t pid = fork();
-  if (pid < 0) die("fork");
-  if (pid == 0) {
-    dup2(2, 1); /* keep our stdout for the JSON line */
-    execvp(cmd[0], cmd);
-    die("exec");
-  }
-  int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-  if (fd < 0) die("accept");
-  uint8_t g[19];
-  read_all(fd, g, 19);
-  g[4] = 3; /* ACCEPT, same packet size, zero cookie */
-  memset(g + 11, 0, 8);
-  write_all(fd, g, 19);
-  uint8_t *buf = malloc(len);
-  uint64_t *lat = malloc(sizeof(uint64_t) * (size_t)n);
-  for (long i = 0; i < n + warm; i++) {
-    uint64_t t0 = now_ns();
-    write_all(fd, msg, len);
-    read_all(fd, buf, len);
-    uint64_t t1 = now_ns();
-    if (i >= warm) lat[i - warm] = t1 - t0;
-  }
-  static const uint8_t bye[10] = {0, 0, 0, 10, 5, 3, 0, 0, 0, 0};
-  write_all(fd, bye, sizeof bye);
-  close(fd);
-  close(lfd);
-  unlink(path);
-  int st;
-  waitpid(pid, &st, 0);
-  qsort(lat, (size_t)n, sizeof *lat, cmp_u64);
-  double sum = 0;
-  for (long i = 0; i < n; i++) sum += (double)lat[i];
-  printf("{\"mode\":\"lwping\",\"n\":%ld,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"mean\":%.3f}\n", n, PCT(0.5), PCT(0.9), PCT(0.99), sum / (double)n / 1000.0);
-  return 0;
-}
-
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: conn-baselines stream|blob|fd|pingpong ...\n");
+    fprintf(stderr, "usage: conn-baselines stream|blob|fd|pingpong|lwecho ...\n");
     return 2;
   }
   const char *m = argv[1];
@@ -383,7 +322,6 @@ int main(int argc, char **argv) {
   if (!strcmp(m, "fd") && argc == 4) return mode_fd(atol(argv[2]), atol(argv[3]));
   if (!strcmp(m, "pingpong") && argc == 5) return mode_pingpong(argv[2], atol(argv[3]), atol(argv[4]));
   if (!strcmp(m, "lwecho") && argc == 3) return mode_lwecho(argv[2]);
-  if (!strcmp(m, "lwping") && argc >= 7) return mode_lwping(argv[2], atol(argv[3]), atol(argv[4]), argv[5], argv + 6);
   fprintf(stderr, "conn-baselines: bad arguments\n");
   return 2;
 }
