@@ -215,22 +215,22 @@ export class Session<P extends Protocol<any> = Protocol<any>> implements HandleC
     return h;
   }
 
-  /** `lwmsg_session_retain_handle`: one more reference. Allowed on invalid handles. */
+  /** `lwmsg_session_retain_handle`: one more reference. Allowed on invalid handles; INVALID_HANDLE for another session's live handle. */
   retainHandle(handle: Handle): void {
-    if (!(handle instanceof Handle)) throw new LwMsgError(Status.INVALID_PARAMETER, "retainHandle: not a Handle");
+    this.checkRef(handle, "retainHandle");
     if (handle.refs > 0) handle.refs++;
   }
 
-  /** `lwmsg_session_release_handle`: one reference less; at zero the handle leaves the table, is invalid and its cleanup runs. */
+  /** `lwmsg_session_release_handle`: one reference less; at zero the handle leaves the table, is invalid and its cleanup runs. INVALID_HANDLE for another session's live handle. */
   releaseHandle(handle: Handle): void {
-    if (!(handle instanceof Handle)) throw new LwMsgError(Status.INVALID_PARAMETER, "releaseHandle: not a Handle");
+    this.checkRef(handle, "releaseHandle");
     if (handle.refs <= 0) return;
     if (--handle.refs === 0) this.freeHandle(handle);
   }
 
-  /** `lwmsg_session_unregister_handle`: invalidate and release once. INVALID_HANDLE if already invalid. */
+  /** `lwmsg_session_unregister_handle`: invalidate and release once. INVALID_HANDLE if already invalid or another session's. */
   unregisterHandle(handle: Handle): void {
-    if (!(handle instanceof Handle)) throw new LwMsgError(Status.INVALID_PARAMETER, "unregisterHandle: not a Handle");
+    this.checkRef(handle, "unregisterHandle");
     if (!handle.valid) throw new LwMsgError(Status.INVALID_HANDLE, `unregisterHandle: ${handle} is already invalid`);
     handle.valid = false;
     this.releaseHandle(handle);
@@ -259,6 +259,16 @@ export class Session<P extends Protocol<any> = Protocol<any>> implements HandleC
     const what = op ? `${op}: ` : "";
     if (!(handle instanceof Handle)) throw new LwMsgError(Status.INVALID_HANDLE, `${what}not a Handle`);
     if (!this.owns(handle)) throw new LwMsgError(Status.INVALID_HANDLE, `${what}${handle} is ${handle.valid ? "not a handle of this session" : "invalid"}`);
+  }
+
+  /**
+   * For the reference-count calls, which stay allowed on invalid handles
+   * (§6.2): INVALID_PARAMETER for a non-Handle, INVALID_HANDLE for a live
+   * handle of another session (its cleanup must not run from here).
+   */
+  private checkRef(handle: unknown, op: string): asserts handle is Handle {
+    if (!(handle instanceof Handle)) throw new LwMsgError(Status.INVALID_PARAMETER, `${op}: not a Handle`);
+    if (handle.valid && !this.owns(handle)) throw new LwMsgError(Status.INVALID_HANDLE, `${op}: ${handle} is not a handle of this session`);
   }
 
   private freeHandle(h: Handle): void {
