@@ -113,26 +113,17 @@ export class DecGen extends Gen {
       this.emit(this.regCode(reg, t));
     }
     this.emit(`let ${vars.join(", ")};`);
-    let i = 0;
-    while (i < ms.length) {
-      let j = i;
-      let run = 0;
-      if (!reserved) {
-        while (j < ms.length && fixedSize(ms[j]!.type) >= 0) run += fixedSize(ms[j++]!.type);
-        if (run > 0) this.need(run, { dom: sc.dom, path: [...sc.path, `.${ms[i]!.name}`] });
-      }
-      const end = reserved ? ms.length : Math.max(j, i + 1);
-      for (let k = i; k < end; k++) {
+    this.structRuns(
+      ms,
+      reserved,
+      (bytes, first) => this.need(bytes, { dom: sc.dom, path: [...sc.path, `.${ms[first]!.name}`] }),
+      (k, inRun) => {
         const m = ms[k]!;
-        const runMember = reserved || k < j;
-        if (!runMember) this.flush();
         const msc: Scope = { dom: { kind: "struct", wire: w, upto: k, expr: t, locals }, path: [...sc.path, `.${m.name}`] };
-        this.value(m.type, vars[k]!, msc, runMember);
+        this.value(m.type, vars[k]!, msc, inRun);
         if (reg) this.emit(`${prop(t, m.name)} = ${vars[k]};`);
-      }
-      if (!reserved) this.flush();
-      i = end;
-    }
+      },
+    );
     if (!reg) this.emit(`${t} = { ${ms.map((m, k) => `${key(m.name)}: ${vars[k]}`).join(", ")} };`);
   }
 

@@ -13,36 +13,26 @@ export class EncGen extends Gen {
   override value(w: WireType, x: string, sc: Scope, reserved: boolean): void {
     const P = () => pathExpr(sc.path);
     switch (w.kind) {
-      case "int": {
+      case "int":
+      case "enum": {
+        let v = x;
         if (w.width === 8) {
-          const big = this.v("g");
-          this.emit(`const ${big} = typeof ${x} === "bigint" ? ${x} : $.toBig(${x}, ${w.signed}, ${P()});`);
+          // 64-bit fields take a bigint (or a safe integer) and write it as one
+          v = this.v("g");
+          this.emit(`const ${v} = typeof ${x} === "bigint" ? ${x} : $.toBig(${x}, ${w.signed}, ${P()});`);
           const [lo, hi] = w.signed ? ["-9223372036854775808n", "9223372036854775807n"] : ["0n", "18446744073709551615n"];
-          this.emit(`if (${big} < ${lo} || ${big} > ${hi}) throw $.bigErr(${big}, ${w.signed}, ${P()});`);
-          this.rangeCheck(w, big, sc);
-          this.verify(w, big, sc);
-          if (!reserved) this.ensure(8);
-          this.emit(`view.${w.signed ? "setBigInt64" : "setBigUint64"}(${this.at()}, ${big});`);
-          this.off += 8;
+          this.emit(`if (${v} < ${lo} || ${v} > ${hi}) throw $.bigErr(${v}, ${w.signed}, ${P()});`);
         } else {
           this.intCheck(w, x, sc);
-          this.rangeCheck(w, x, sc);
-          this.verify(w, x, sc);
-          if (!reserved) this.ensure(w.width);
-          this.writeInt(w.width, w.signed, x);
+          if (w.kind === "enum") this.enumCheck(w, x, sc);
         }
+        this.rangeCheck(w, v, sc);
+        this.verify(w, v, sc);
+        if (!reserved) this.ensure(w.width);
+        this.writeInt(w.width, w.signed, v);
         if (!reserved) this.flush();
         return;
       }
-      case "enum":
-        this.intCheck(w, x, sc);
-        this.enumCheck(w, x, sc);
-        this.rangeCheck(w, x, sc);
-        this.verify(w, x, sc);
-        if (!reserved) this.ensure(w.width);
-        this.writeInt(w.width, w.signed, x);
-        if (!reserved) this.flush();
-        return;
       case "bool":
         this.verify(w, x, sc);
         if (!reserved) this.ensure(1);
@@ -91,6 +81,8 @@ export class EncGen extends Gen {
       case 4:
         this.emit(`view.${signed ? "setInt32" : "setUint32"}(${this.at()}, ${x});`);
         break;
+      default:
+        this.emit(`view.${signed ? "setBigInt64" : "setBigUint64"}(${this.at()}, ${x});`);
     }
     this.off += width;
   }
@@ -98,30 +90,18 @@ export class EncGen extends Gen {
   struct(w: WireStruct, x: string, sc: Scope, reserved: boolean): void {
     this.emit(`if (typeof ${x} !== "object" || ${x} === null) throw $.typeErr("an object", ${x}, ${pathExpr(sc.path)});`);
     this.verify(w, x, sc);
-    const ms = w.members;
-    let i = 0;
-    while (i < ms.length) {
-      // a run of fixed-size members shares one capacity check
-      let j = i;
-      let run = 0;
-      if (!reserved) {
-        while (j < ms.length && fixedSize(ms[j]!.type) >= 0) run += fixedSize(ms[j++]!.type);
-        if (j - i >= 1 && run > 0) this.ensure(run);
-      }
-      const end = reserved ? ms.length : Math.max(j, i + 1);
-      const inRun = reserved || j > i;
-      for (let k = i; k < end; k++) {
-        const m = ms[k]!;
+    this.structRuns(
+      w.members,
+      reserved,
+      (bytes) => this.ensure(bytes),
+      (k, inRun) => {
+        const m = w.members[k]!;
         const mv = this.v("m");
-        const runMember = reserved || k < j;
         const msc: Scope = { dom: { kind: "struct", wire: w, upto: k, expr: x, locals: null }, path: [...sc.path, `.${m.name}`] };
         this.emit(`const ${mv} = ${prop(x, m.name)};`);
-        if (!runMember) this.flush();
-        this.value(m.type, mv, msc, runMember);
-      }
-      if (!reserved && inRun) this.flush();
-      i = end;
-    }
+        this.value(m.type, mv, msc, inRun);
+      },
+    );
   }
 
   union(w: WireUnion, x: string, sc: Scope): void {

@@ -5,8 +5,8 @@
  * @module
  */
 import { Status } from "../status.ts";
-import type { WireEnum, WireInt, WireStruct, WireType, WireUnion } from "../types.ts";
-import { bad, typeKey, type Analysis } from "./analyze.ts";
+import type { WireEnum, WireInt, WireMember, WireStruct, WireType, WireUnion } from "../types.ts";
+import { bad, fixedSize, typeKey, type Analysis } from "./analyze.ts";
 
 /** One piece of a field path: a constant, or a JS variable holding an index. */
 export type PathPart = string | { v: string };
@@ -104,18 +104,49 @@ export class Gen {
     return name;
   }
 
-  // --- encode: capacity ------------------------------------------------------
+  // --- capacity (encode) and bounds (decode) ----------------------------------
 
-  /** Make room for `n` more bytes after the pending offset. */
+  /** JS expression for `n` more bytes after the pending offset. */
+  private span(n: number | string): string {
+    return typeof n === "number" ? String(this.off + n) : this.off === 0 ? `(${n})` : `${this.off} + (${n})`;
+  }
+
+  /** Encode: make room for `n` more bytes after the pending offset. */
   ensure(n: number | string): void {
-    const need = typeof n === "number" ? String(this.off + n) : this.off === 0 ? `(${n})` : `${this.off} + (${n})`;
+    const need = this.span(n);
     this.emit(`if (p + ${need} > buf.length) { buf = $.grow(w, p, ${need}); view = w.view; }`);
   }
 
   /** Decode: make sure `n` more bytes are there after the pending offset. */
   need(n: number | string, sc: Scope): void {
-    const need = typeof n === "number" ? String(this.off + n) : this.off === 0 ? `(${n})` : `${this.off} + (${n})`;
-    this.emit(`if (p + ${need} > end) throw $.eof(${pathExpr(sc.path)});`);
+    this.emit(`if (p + ${this.span(n)} > end) throw $.eof(${pathExpr(sc.path)});`);
+  }
+
+  /**
+   * A struct's members in order (§2.3). Unless `reserved` (the caller checked
+   * fixedSize(struct) bytes already), each run of fixed-size members shares one
+   * capacity check (encode) or bounds check (decode): `check(bytes, first)`
+   * before the run, then `member(k, inRun)` for each member, `inRun` meaning
+   * its bytes are covered and it writes at constant offsets.
+   */
+  structRuns(ms: WireMember[], reserved: boolean, check: (bytes: number, first: number) => void, member: (k: number, inRun: boolean) => void): void {
+    let i = 0;
+    while (i < ms.length) {
+      let j = i;
+      let run = 0;
+      if (!reserved) {
+        for (let s; j < ms.length && (s = fixedSize(ms[j]!.type)) >= 0; j++) run += s;
+        if (run > 0) check(run, i);
+      }
+      const end = reserved ? ms.length : Math.max(j, i + 1);
+      for (let k = i; k < end; k++) {
+        const inRun = reserved || k < j;
+        if (!inRun) this.flush();
+        member(k, inRun);
+      }
+      if (!reserved) this.flush();
+      i = end;
+    }
   }
 
   // --- dominating struct access -----------------------------------------------
@@ -192,28 +223,10 @@ export class Gen {
   // --- integers ----------------------------------------------------------------
 
   intCheck(w: WireInt | WireEnum, x: string, sc: Scope): void {
-    const P = pathExpr(sc.path);
-    let test: string;
-    switch (`${w.width}${w.signed ? "s" : "u"}`) {
-      case "1s":
-        test = `(${x} << 24 >> 24) !== ${x}`;
-        break;
-      case "1u":
-        test = `(${x} & 255) !== ${x}`;
-        break;
-      case "2s":
-        test = `(${x} << 16 >> 16) !== ${x}`;
-        break;
-      case "2u":
-        test = `(${x} & 65535) !== ${x}`;
-        break;
-      case "4s":
-        test = `(${x} | 0) !== ${x}`;
-        break;
-      default:
-        test = `(${x} >>> 0) !== ${x}`;
-    }
-    this.emit(`if (${test}) throw $.intErr(${x}, ${w.width}, ${w.signed}, ${P});`);
+    // the value must survive truncation to its width unchanged (so also: a number, an integer)
+    const shift = 32 - w.width * 8;
+    const cut = w.width === 4 ? (w.signed ? `${x} | 0` : `${x} >>> 0`) : w.signed ? `${x} << ${shift} >> ${shift}` : `${x} & ${2 ** (w.width * 8) - 1}`;
+    this.emit(`if ((${cut}) !== ${x}) throw $.intErr(${x}, ${w.width}, ${w.signed}, ${pathExpr(sc.path)});`);
   }
 
   rangeCheck(w: WireInt | WireEnum, x: string, sc: Scope): void {
