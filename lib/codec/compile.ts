@@ -44,7 +44,7 @@ import { wireOf, type WireType } from "../types.ts";
 import { analyze } from "./analyze.ts";
 import { EncGen } from "./encode-gen.ts";
 import { DecGen } from "./decode-gen.ts";
-import type { Dom } from "./gen.ts";
+import type { Gen, Scope } from "./gen.ts";
 
 /** What {@link compile} returns. */
 export interface CompiledCodec<T = unknown> {
@@ -87,25 +87,38 @@ function assemble(fns: string[], entry: string[]): string {
   return [`"use strict";`, `let D = 0, Z = 0;`, ...fns, ...entry.filter((l) => l !== "")].join("\n");
 }
 
+/**
+ * The entry body for `wire`, then one function per recursive type it
+ * reached (the queue grows while bodies are generated): `rec` generates the
+ * body of a recursive type into `x`, `fn` wraps it as a function.
+ */
+function generate(g: Gen, wire: WireType, rec: (w: WireType, sc: Scope) => void, fn: (name: string, body: string) => string): { entry: string[]; fns: string[] } {
+  g.value(wire, "value", { dom: null, path: ["value"] }, false);
+  g.flush();
+  const entry = g.lines;
+  const fns: string[] = [];
+  for (let qi = 0; qi < g.fnQueue.length; qi++) {
+    const id = g.fnQueue[qi]!;
+    g.lines = [];
+    g.off = 0;
+    rec(g.a.recs.get(id)!, { dom: { kind: "param" }, path: [""] });
+    g.flush();
+    fns.push(fn(g.fnNames.get(id)!, g.lines.join("\n")));
+  }
+  return { entry, fns };
+}
+
 function build(wire: WireType): CompiledCodec {
   const a = analyze(wire);
-  const top: Dom = null;
 
-  // encoder: entry point, then one function per recursive type it reached
   const kEnc: unknown[] = [];
   const eg = new EncGen(a, "enc", kEnc);
-  eg.value(wire, "value", { dom: top, path: ["value"] }, false);
-  eg.flush();
-  const encBody = eg.lines;
-  const encFns: string[] = [];
-  for (let qi = 0; qi < eg.fnQueue.length; qi++) {
-    const id = eg.fnQueue[qi]!;
-    eg.lines = [];
-    eg.off = 0;
-    eg.value(a.recs.get(id)!, "x", { dom: { kind: "param" }, path: [""] }, false);
-    eg.flush();
-    encFns.push(`function ${eg.fnNames.get(id)}(x, w, ctx, st, dom) {\nif (++D > ${RT.MAX_DEPTH}) throw $.tooDeep();\nlet buf = w.buf, view = w.view, p = w.pos;\n${eg.lines.join("\n")}\nw.pos = p;\nD--;\n}`);
-  }
+  const { entry: encBody, fns: encFns } = generate(
+    eg,
+    wire,
+    (w, sc) => eg.value(w, "x", sc, false),
+    (name, body) => `function ${name}(x, w, ctx, st, dom) {\nif (++D > ${RT.MAX_DEPTH}) throw $.tooDeep();\nlet buf = w.buf, view = w.view, p = w.pos;\n${body}\nw.pos = p;\nD--;\n}`,
+  );
   // external calls (handles, callbacks, recursion) move w.pos and ctx.fdsOut; undo that on failure
   const guard = a.hasFds || a.hasHandles || a.hasRefs || a.hasCustom;
   const encSrc = assemble(encFns, [
@@ -120,21 +133,15 @@ function build(wire: WireType): CompiledCodec {
     `};`,
   ]);
 
-  // decoder
   const kDec: unknown[] = [];
   const dg = new DecGen(a, "dec", kDec);
-  dg.value(wire, "value", { dom: top, path: ["value"] }, false);
-  dg.flush();
-  const decBody = dg.lines;
-  const decFns: string[] = [];
-  for (let qi = 0; qi < dg.fnQueue.length; qi++) {
-    const id = dg.fnQueue[qi]!;
-    dg.lines = [];
-    dg.off = 0;
-    dg.value(a.recs.get(id)!, "x", { dom: { kind: "param" }, path: [""] }, false, { id: "rid", tk: "rtk" });
-    dg.flush();
-    decFns.push(`function ${dg.fnNames.get(id)}(r, ctx, st, dom, rid, rtk) {\nif (++D > ${RT.MAX_DEPTH}) throw $.tooDeep();\nconst buf = r.buf, view = r.view, end = r.end; let p = r.pos;\nlet x;\n${dg.lines.join("\n")}\nr.pos = p;\nD--;\nreturn x;\n}`);
-  }
+  const { entry: decBody, fns: decFns } = generate(
+    dg,
+    wire,
+    // a recursive referent registers itself under the caller's object id (rid) as soon as it exists
+    (w, sc) => dg.value(w, "x", sc, false, { id: "rid", tk: "rtk" }),
+    (name, body) => `function ${name}(r, ctx, st, dom, rid, rtk) {\nif (++D > ${RT.MAX_DEPTH}) throw $.tooDeep();\nconst buf = r.buf, view = r.view, end = r.end; let p = r.pos;\nlet x;\n${body}\nr.pos = p;\nD--;\nreturn x;\n}`,
+  );
   const decSrc = assemble(decFns, [
     `return function decode(r, ctx) {`,
     `const buf = r.buf, view = r.view, end = r.end; let p = r.pos;`,
