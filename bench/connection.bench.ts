@@ -17,13 +17,14 @@
  * Results go to bench/results/connection.json unless --no-json.
  * @module
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir, cpus as osCpus } from "node:os";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { compileC } from "./lib/cc.ts";
 import { hasTaskset, reap, runJson, spawnChild, withTimeout } from "./lib/proc.ts";
 import { fmtNum, fmtSpread, latencySummary, spread, type Spread } from "./lib/stats.ts";
 import { formatTable } from "./lib/table.ts";
+import { machineInfo, writeResults, type Machine } from "./lib/results.ts";
 
 const HERE = dirname(import.meta.path);
 const PEER = join(HERE, "fixtures", "conn-peer.ts");
@@ -387,7 +388,7 @@ export interface Row {
 export interface ConnectionBenchResult {
   date: string;
   bun: string;
-  machine: { cpus: number; model: string; kernel: string };
+  machine: Machine;
   options: ConnectionBenchOptions;
   sizes: Sizes;
   packetHex: string;
@@ -595,7 +596,7 @@ export async function runConnectionBench(opts: ConnectionBenchOptions = {}): Pro
   const out: ConnectionBenchResult = {
     date: new Date().toISOString(),
     bun: Bun.version,
-    machine: { cpus: osCpus().length, model: osCpus()[0]?.model ?? "", kernel: Bun.spawnSync(["uname", "-sr"]).stdout.toString().trim() },
+    machine: machineInfo(),
     options: opts,
     sizes: s,
     packetHex: hex,
@@ -606,8 +607,7 @@ export async function runConnectionBench(opts: ConnectionBenchOptions = {}): Pro
   };
   const jsonPath = opts.json === undefined ? join(HERE, "results", "connection.json") : opts.json;
   if (jsonPath) {
-    mkdirSync(dirname(jsonPath), { recursive: true });
-    writeFileSync(jsonPath, JSON.stringify(out, null, 2) + "\n");
+    writeResults(jsonPath, out);
     log(`results written to ${jsonPath}`);
   }
   return out;

@@ -18,8 +18,8 @@
  *   bun bench/peer.bench.ts [--quick] [--runs N] [--json PATH|--no-json]
  * @module
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir, cpus as osCpus, release } from "node:os";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { Peer } from "../lib/peer.ts";
 import { Connection, ConnectionMode } from "../lib/connection.ts";
@@ -27,6 +27,7 @@ import { benchProtocol, FOO_DATA } from "./fixtures/conn-protocol.ts";
 import { reap, spawnChild, withTimeout } from "./lib/proc.ts";
 import { fmtNum, fmtSpread, latencySummary, spread, type Spread } from "./lib/stats.ts";
 import { formatTable } from "./lib/table.ts";
+import { machineInfo, writeResults, type Machine } from "./lib/results.ts";
 
 const HERE = dirname(import.meta.path);
 const SERVER = join(HERE, "fixtures", "peer-server.ts");
@@ -198,7 +199,7 @@ async function jsonCase(n: number, warm: number, inflight: number): Promise<Samp
 export interface PeerBenchResult {
   date: string;
   bun: string;
-  machine: { cpus: number; model: string; kernel: string };
+  machine: Machine;
   options: PeerBenchOptions;
   calls: { one: number; many: number; runs: number };
   results: Record<string, Sample[]>;
@@ -279,11 +280,10 @@ export async function runPeerBench(opts: PeerBenchOptions = {}): Promise<PeerBen
     console.log(table);
     if (errors.length) console.log(`\nerrors:\n  ${errors.join("\n  ")}`);
   }
-  const cpu = osCpus();
   const result: PeerBenchResult = {
     date: new Date().toISOString(),
     bun: Bun.version,
-    machine: { cpus: cpu.length, model: cpu[0]?.model ?? "?", kernel: release() },
+    machine: machineInfo(),
     options: opts,
     calls: { one, many, runs },
     results,
@@ -293,8 +293,7 @@ export async function runPeerBench(opts: PeerBenchOptions = {}): Promise<PeerBen
   };
   const jsonPath = opts.json === undefined ? join(HERE, "results", "peer.json") : opts.json;
   if (jsonPath) {
-    mkdirSync(dirname(jsonPath), { recursive: true });
-    writeFileSync(jsonPath, JSON.stringify(result, null, 2) + "\n");
+    writeResults(jsonPath, result);
   }
   return result;
 }

@@ -35,13 +35,14 @@
  * Results go to bench/results/soak.json (soak-flood.json for --flood).
  * @module
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir, cpus as osCpus, release } from "node:os";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { ChildLink } from "./lib/lines.ts";
 import { Histogram, type HistogramJSON, type LatencyFigures } from "./lib/histogram.ts";
 import { fmtNum, fmtSpread, spread } from "./lib/stats.ts";
 import { formatTable } from "./lib/table.ts";
+import { machineInfo, writeResults } from "./lib/results.ts";
 
 const HERE = dirname(import.meta.path);
 const BUN = process.execPath;
@@ -494,8 +495,7 @@ function log(s: string): void {
   console.error(s);
 }
 
-const cpu = osCpus();
-const machine = { cpus: cpu.length, model: cpu[0]?.model ?? "?", kernel: release() };
+const machine = machineInfo();
 /** The code measured: HEAD, and whether lib/ has uncommitted changes. */
 function codeVersion(): string {
   try {
@@ -568,8 +568,7 @@ if (flood) {
 }
 
 if (jsonPath) {
-  mkdirSync(dirname(jsonPath), { recursive: true });
-  writeFileSync(jsonPath, JSON.stringify(out, null, 2) + "\n");
+  writeResults(jsonPath, out);
   log(`\nresults written to ${jsonPath}`);
 }
 process.exit(failed ? 1 : 0);
