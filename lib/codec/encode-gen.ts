@@ -90,6 +90,8 @@ export class EncGen extends Gen {
   struct(w: WireStruct, x: string, sc: Scope, reserved: boolean): void {
     this.emit(`if (typeof ${x} !== "object" || ${x} === null) throw $.typeErr("an object", ${x}, ${pathExpr(sc.path)});`);
     this.verify(w, x, sc);
+    // each member is read once: later lengths and discriminators use the value that was encoded
+    const locals = new Map<string, string>();
     this.structRuns(
       w.members,
       reserved,
@@ -97,8 +99,9 @@ export class EncGen extends Gen {
       (k, inRun) => {
         const m = w.members[k]!;
         const mv = this.v("m");
-        const msc: Scope = { dom: { kind: "struct", wire: w, upto: k, expr: x, locals: null }, path: [...sc.path, `.${m.name}`] };
+        const msc: Scope = { dom: { kind: "struct", wire: w, upto: k, expr: x, locals }, path: [...sc.path, `.${m.name}`] };
         this.emit(`const ${mv} = ${prop(x, m.name)};`);
+        locals.set(m.name, mv);
         this.value(m.type, mv, msc, inRun);
       },
     );

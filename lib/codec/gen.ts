@@ -30,9 +30,13 @@ export const IDENT = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 export const prop = (obj: string, name: string) => (IDENT.test(name) ? `${obj}.${name}` : `${obj}[${JSON.stringify(name)}]`);
 export const key = (name: string) => (IDENT.test(name) ? name : JSON.stringify(name));
 
-/** The struct that length and discriminator members resolve against. */
+/**
+ * The struct that length and discriminator members resolve against: `expr`
+ * is the struct object (encode) or the variable it is decoded into, `locals`
+ * the variables holding its members `[0, upto)`.
+ */
 export type Dom =
-  | { kind: "struct"; wire: WireStruct; upto: number; expr: string; locals: Map<string, string> | null }
+  | { kind: "struct"; wire: WireStruct; upto: number; expr: string; locals: Map<string, string> }
   | { kind: "param" }
   | null;
 
@@ -159,8 +163,7 @@ export class Gen {
     if (idx < 0 || idx >= d.upto) bad(`${what} "${name}" is not an earlier member of the enclosing struct`);
     const mt = d.wire.members[idx]!.type;
     if (mt.kind !== "int" && mt.kind !== "enum" && mt.kind !== "bool") bad(`${what} "${name}" must be an integer member`);
-    const expr = d.locals ? d.locals.get(name)! : prop(d.expr, name);
-    return { expr, type: mt };
+    return { expr: d.locals.get(name)!, type: mt };
   }
 
   /** The `dom` argument for a recursive function call. */
@@ -169,7 +172,8 @@ export class Gen {
     const d = sc.dom;
     if (d === null) bad(`recursive type at ${pathExpr(sc.path)} uses ${[...names].join(", ")} but has no enclosing struct`);
     if (d.kind === "param") return "dom";
-    if (this.mode === "enc" && !d.locals) {
+    if (this.mode === "enc") {
+      // the struct being encoded exists: pass it rather than build an object per call
       for (const n of names) this.domValue(sc, n, "member");
       return d.expr;
     }
