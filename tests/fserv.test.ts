@@ -2,7 +2,7 @@
 // (what lwmsg's C fcat sends and expects), the clients as child processes, a
 // refusal across real users, and the demo `npm start` runs.
 import { describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, closeSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { constants as osc } from "node:os";
 import { createFileServer, checkPermissions, type OpenEvent } from "../examples/fserv/server.ts";
 import { FservClient, FservError } from "../examples/fserv/client.ts";
@@ -10,7 +10,7 @@ import { OPEN_MODE } from "../examples/fserv/protocol.ts";
 import { localToken } from "../lib/session.ts";
 import { connectPath, fdIsCloexec } from "../lib/native/socket.ts";
 import { Poller } from "../lib/native/poller.ts";
-import { fdLeakCheck, openFdCount } from "./helpers/fds.ts";
+import { describeFd, fdLeakCheck, openFdCount, openFds } from "./helpers/fds.ts";
 import { useTempDir } from "./helpers/tmp.ts";
 import { hex, rawPeer, toHex } from "./helpers/raw.ts";
 
@@ -155,6 +155,24 @@ describe("clients", () => {
         ["fd", 0],
       ]);
       expect(opens[0]!.token?.pid).toBe(process.pid);
+      await c.disconnect();
+    });
+  });
+
+  test("a close(2) that fails on the server comes back as FSERV_ERROR_RES with its errno (as fserver-dispatch.c); the client's proxy is released anyway", async () => {
+    const file = tmp.join("closed-behind.txt");
+    writeFileSync(file, "x");
+    await withServer(async (s) => {
+      const c = new FservClient(s.socketPath);
+      const h = await c.open(file, OPEN_MODE.READ);
+      // the server's descriptor for it (the only one open on that path), closed behind the server's back
+      const serverFd = openFds().find((fd) => describeFd(fd) === file)!;
+      expect(serverFd).toBeGreaterThan(2);
+      closeSync(serverFd);
+      const err = (await c.close(h).catch((e) => e)) as FservError;
+      expect(err).toBeInstanceOf(FservError);
+      expect(err.errno).toBe(E.EBADF);
+      expect(c.peer.session!.owns(h)).toBe(false);
       await c.disconnect();
     });
   });
