@@ -15,6 +15,8 @@ import { useChildren } from "./helpers/child.ts";
 import { rejectionStatus, throwStatus } from "./helpers/status.ts";
 import { hex, rawPeer, toHex } from "./helpers/raw.ts";
 import { testProtocol } from "./fixtures/protocol.ts";
+import { Lw } from "../lib/lw.ts";
+import type { Protocol } from "../lib/protocol.ts";
 
 // The poller (epoll thread, doorbell) lives for the whole process: start it before the snapshot.
 fdLeakCheck({ settleMs: 2000, warmup: () => Poller.shared() });
@@ -496,11 +498,11 @@ describe("test-assoc.c shapes", () => {
   }
 
   /** Two ends of a pair, each with its own session handle table (the default assoc session's role). */
-  async function handlePair() {
-    const [a, b] = await Connection.pair(testProtocol);
+  async function handlePair<P extends Protocol<any> = typeof testProtocol>(protocol: P = testProtocol as unknown as P) {
+    const [a, b] = await Connection.pair(protocol);
     const noCall = { call: () => Promise.reject(new Error("no calls on a bare association")) };
-    const sa = new Session(testProtocol, "outgoing", noCall);
-    const sb = new Session(testProtocol, "incoming", noCall);
+    const sa = new Session(protocol, "outgoing", noCall);
+    const sb = new Session(protocol, "incoming", noCall);
     a.setHandles(sa);
     b.setHandles(sb);
     return { a, b, sa, sb };
@@ -528,6 +530,54 @@ describe("test-assoc.c shapes", () => {
     await b.close();
     expect(await rejectionStatus(a.recv())).toBe(Status.PEER_CLOSE);
     await a.close();
+  });
+
+  test("handle_store_state: create a handle, use it twice (string and int arms of a union reply), destroy it (the owner unregisters), then the client unregisters its proxy", async () => {
+    const State = Lw.Handle("State", { notNull: true });
+    const Yours = Lw.Handle("State", { notNull: true, localForReceiver: true });
+    const stateProtocol = Lw.Protocol({
+      CREATE: [0, null],
+      CREATED: [1, Lw.Struct({ h: State })],
+      GET: [2, Lw.Struct({ h: Yours, which: Lw.UInt8() })],
+      VALUE: [3, Lw.Struct({ which: Lw.UInt8(), v: Lw.Union("which", { 0: Lw.String({ notNull: true }), 1: Lw.Int32() }) })],
+      DESTROY: [4, Lw.Struct({ h: Yours })],
+      DESTROYED: [5, null],
+    });
+    const { a, b, sa, sb } = await handlePair(stateProtocol);
+    let cleaned = 0;
+    const serve = async () => {
+      const m = await b.recv();
+      if (m.name === "CREATE") {
+        await b.send({ tag: "CREATED", data: { h: sb.registerHandle("State", { s: "hello", i: 42 }, () => cleaned++) } });
+      } else if (m.name === "GET") {
+        const st = sb.getHandleData((m.data as { h: Handle }).h) as { s: string; i: number };
+        const which = (m.data as { which: number }).which;
+        await b.send({ tag: "VALUE", data: { which, v: which === 0 ? st.s : st.i } });
+      } else if (m.name === "DESTROY") {
+        sb.unregisterHandle((m.data as { h: Handle }).h);
+        await b.send({ tag: "DESTROYED" });
+      } else await b.send({ tag: -1, status: m.status, flags: m.flags }); // synthetic: echo its status
+    };
+    const ask = async (msg: Parameters<typeof a.send>[0]) => {
+      await a.send(msg);
+      await serve();
+      return a.recv();
+    };
+    const proxy = (await ask({ tag: "CREATE" })).data.h as Handle;
+    expect(proxy.location).toBe(HandleLocation.REMOTE);
+    expect((await ask({ tag: "GET", data: { h: proxy, which: 0 } })).data).toEqual({ which: 0, v: "hello" });
+    expect((await ask({ tag: "GET", data: { h: proxy, which: 1 } })).data).toEqual({ which: 1, v: 42 });
+    expect((await ask({ tag: "DESTROY", data: { h: proxy } })).name).toBe("DESTROYED");
+    expect(cleaned).toBe(1);
+    // The proxy still exists on the client; the server no longer knows the id.
+    const stale = await ask({ tag: "GET", data: { h: proxy, which: 0 } });
+    expect([stale.tag, stale.status]).toEqual([-1, Status.INVALID_HANDLE]);
+    sa.unregisterHandle(proxy);
+    expect(await rejectionStatus(a.send({ tag: "GET", data: { h: proxy, which: 0 } }))).toBe(Status.INVALID_HANDLE);
+    expect(sa.handleCount).toBe(0);
+    expect(sb.handleCount).toBe(0);
+    await a.close();
+    await b.close();
   });
 
   test("handle_null_success: a NULL handle round trip", async () => {
