@@ -258,7 +258,8 @@ export class EncGen extends Gen {
     if (byteArr && elemPlain) {
       this.ensure(n);
       if (cls === "Uint8Array") this.emit(`if (${n} <= 2048) buf.set(${x}, p); else $.copyBytes(${x}, buf, p); p += ${n};`);
-      else this.emit(`for (let j = 0; j < ${n}; j++) buf[p + j] = ${x}[j]; p += ${n};`);
+      // Int8Array → Uint8Array set() stores the values modulo 256, i.e. the same bytes; a loop wins only for a few
+      else this.emit(`if (${n} <= 16) for (let j = 0; j < ${n}; j++) buf[p + j] = ${x}[j]; else $.copyBytes(${x}, buf, p); p += ${n};`);
       return;
     }
     const i = this.v("i");

@@ -290,14 +290,15 @@ function latin1(u8: Uint8Array, start: number, end: number): string {
 const CHUNK = 2048;
 const bcopy = Buffer.prototype.copy as (this: Uint8Array, target: Uint8Array, targetStart: number, sourceStart: number, sourceEnd: number) => number;
 
-/** Copy all of `src` into `dst` at `at`. */
-export function copyBytes(src: Uint8Array, dst: Uint8Array, at: number): void {
+/** Copy all the bytes of `src` into `dst` at `at`. */
+export function copyBytes(src: Uint8Array | Int8Array, dst: Uint8Array, at: number): void {
   const n = src.length;
   if (n <= CHUNK) {
     dst.set(src, at);
     return;
   }
-  for (let o = 0; o < n; o += CHUNK) bcopy.call(src, dst, at + o, o, Math.min(n, o + CHUNK));
+  const u8 = src instanceof Uint8Array ? src : new Uint8Array(src.buffer, src.byteOffset, n);
+  for (let o = 0; o < n; o += CHUNK) bcopy.call(u8, dst, at + o, o, Math.min(n, o + CHUNK));
 }
 
 /** Static-length text: the bytes up to the first NUL. */
