@@ -233,7 +233,12 @@ function common(o: { verify?: VerifyFn; sensitive?: boolean; name?: string } | u
 
 /** Options of the integer builders. */
 export interface IntOptions<V = number> {
-  /** `LWMSG_ATTR_RANGE(lo, hi)`: values outside are MALFORMED (encode and decode). */
+  /**
+   * `LWMSG_ATTR_RANGE(lo, hi)`: values outside are MALFORMED (encode and
+   * decode). Compared with the integer's own signedness: lwmsg compares as
+   * unsigned 64-bit (reference §10, quirk 14), so negative bounds misbehave
+   * there; the two agree whenever both bounds are non-negative.
+   */
   range?: [V, V];
   verify?: VerifyFn<V>;
   sensitive?: boolean;
@@ -324,6 +329,7 @@ export interface EnumOptions {
   signed?: boolean;
   /** Named mask bits (`LWMSG_ENUM_MASK`) that may be OR-ed onto one scalar value. */
   masks?: Record<string, number>;
+  /** `LWMSG_ATTR_RANGE`, checked after the value check; compared as in {@link IntOptions.range}. */
   range?: [number, number];
   verify?: VerifyFn<number>;
   sensitive?: boolean;
