@@ -219,16 +219,17 @@ export class DecGen extends Gen {
         this.usesZeroBudget = true;
         this.emit(`if (${n} > Z) throw $.zeroSizeErr(${n}, ${P()}); Z -= ${n};`);
       }
+    } else if (fixedSize(of) * len.count > 0) {
+      // a static count of fixed-size elements (text and bytes included): one bounds check
+      this.need(fixedSize(of) * len.count, sc);
     }
     if (a.string) {
-      if (len.term === "static") this.need(n, sc);
       if (len.term === "static") this.emit(`${t} = $.utf8ReadPadded(buf, p, p + ${n}); p += ${n};`);
       else this.emit(`${t} = $.strAt(buf, p, ${n}, ${this.k(new RT.StrMemo())}); p += ${n};`);
       return;
     }
     const byteArr = of.kind === "int" && of.width === 1;
     if (byteArr) {
-      if (len.term === "static") this.need(n, sc);
       const signed = (of as WireInt).signed;
       this.emit(`${t} = ${signed ? `new Int8Array(buf.slice(p, p + ${n}).buffer)` : `buf.slice(p, p + ${n})`};`);
       if (reg) this.emit(this.regCode(reg, t));
@@ -244,8 +245,6 @@ export class DecGen extends Gen {
       return;
     }
     const fs = fixedSize(of);
-    // non-static counts were already checked against the bytes left (minWire = fs for fixed elements)
-    if (fs > 0 && len.term === "static") this.need(`${n} * ${fs}`, sc);
     const i = this.v("i");
     const e = this.v("e");
     const esc: Scope = { dom: sc.dom, path: [...sc.path, { v: i }] };
