@@ -31,7 +31,7 @@ export class ByteWriter {
   }
   private grow(need: number): void {
     if (need > this.limit) throw new LwMsgError(Status.OVERFLOW, `message exceeds the ${this.limit}-byte limit`);
-    let size = this.buf.length * 2;
+    let size = Math.max(this.buf.length * 2, 64); // (doubling 0 would never reach `need`)
     while (size < need) size *= 2;
     if (size > this.limit) size = Math.max(need, this.limit);
     const next = new Uint8Array(new ArrayBuffer(size));
