@@ -1053,12 +1053,15 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
     ctx.fdsIn = this.fdIn;
     ctx.fdsInPos = this.fdInHead;
     ctx.fdsTaken.length = 0;
+    const handles = entry.hasHandles ? ctx.handles : null;
+    handles?.beginDecode?.();
     const r = this.reader;
     r.reset(bytes, start, end);
     let data: unknown;
     try {
       data = decode(r, ctx);
     } catch (e) {
+      handles?.decodeFailed?.();
       this.fdInHead = ctx.fdsInPos;
       for (const fd of ctx.fdsTaken) closeFd(fd);
       ctx.fdsTaken.length = 0;

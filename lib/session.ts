@@ -148,6 +148,8 @@ export class Session<P extends Protocol<any> = Protocol<any>> implements HandleC
   ended = false;
   private local = new Map<number, Handle>();
   private remote = new Map<number, Handle>();
+  /** Proxies created by the decode in progress (see beginDecode / decodeFailed). */
+  private made: Handle[] = [];
   /**
    * Most proxies for the peer's handles this session keeps (default 65536).
    * Every new id the peer sends creates one, so without a bound a peer could
@@ -351,7 +353,19 @@ export class Session<P extends Protocol<any> = Protocol<any>> implements HandleC
     if (this.remote.size >= this.maxRemoteHandles) throw new LwMsgError(Status.RESOURCE_LIMIT, `handle ${id}: the session already holds ${this.remote.size} of the peer's handles (maxRemoteHandles)`);
     const p = new Handle(typeName, HandleLocation.REMOTE, id);
     this.remote.set(id, p);
+    this.made.push(p);
     return p;
+  }
+
+  /** @internal HandleCodec: a decode that may read handles starts. */
+  beginDecode(): void {
+    this.made.length = 0;
+  }
+
+  /** @internal HandleCodec: that decode failed; the proxies it created are dropped, so a peer cannot fill the table with messages that never decode. */
+  decodeFailed(): void {
+    for (const p of this.made) this.freeHandle(p);
+    this.made.length = 0;
   }
 
   toString(): string {

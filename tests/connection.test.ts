@@ -16,6 +16,7 @@ import { rejectionStatus, throwStatus } from "./helpers/status.ts";
 import { hex, rawPeer, toHex } from "./helpers/raw.ts";
 import { testProtocol } from "./fixtures/protocol.ts";
 import { Lw } from "../lib/lw.ts";
+import { native } from "../lib/native/ffi.ts";
 import type { Protocol } from "../lib/protocol.ts";
 
 // The poller (epoll thread, doorbell) lives for the whole process: start it before the snapshot.
@@ -576,6 +577,24 @@ describe("test-assoc.c shapes", () => {
     expect(await rejectionStatus(a.send({ tag: "GET", data: { h: proxy, which: 0 } }))).toBe(Status.INVALID_HANDLE);
     expect(sa.handleCount).toBe(0);
     expect(sb.handleCount).toBe(0);
+    await a.close();
+    await b.close();
+  });
+
+  test("a message that fails to decode after a handle leaves no proxy behind (the peer cannot fill the table with undecodable messages)", async () => {
+    const hx = Lw.Protocol({ HX: [0, Lw.Struct({ h: Lw.Handle("Obj"), b: Lw.Bool() })] });
+    const { a, b, sb } = await handlePair(hx);
+    // locality 01 (the sender's own handle: a new proxy here), id 7, then a bool of 5 (MALFORMED)
+    const bad = hex("00000015 01 03 00 00000000 0000 0000 01 00000007 05");
+    expect(native.lw_send(a.socketFd, bad, bad.length, null, 0)).toBe(bad.length);
+    const m = await b.recv();
+    expect([m.synthetic, m.status]).toEqual([true, Status.MALFORMED]);
+    expect(sb.handleCount).toBe(0);
+    // the same id in a good message makes the proxy as usual
+    const good = hex("00000015 01 03 00 00000000 0000 0000 01 00000007 01");
+    expect(native.lw_send(a.socketFd, good, good.length, null, 0)).toBe(good.length);
+    expect(((await b.recv()).data as { h: Handle }).h.id).toBe(7);
+    expect(sb.handleCount).toBe(1);
     await a.close();
     await b.close();
   });

@@ -78,6 +78,10 @@ export interface HandleCodec {
   writeHandle(w: ByteWriter, handle: unknown, typeName: string, flags: number, notNull: boolean): void;
   /** Read locality byte (+ u32 id) and resolve it, or throw LwMsgError(INVALID_HANDLE / EOF). */
   readHandle(r: ByteReader, typeName: string, flags: number, notNull: boolean): unknown;
+  /** A decode that may read handles starts: forget what the last one created. */
+  beginDecode?(): void;
+  /** That decode failed: drop the proxies its readHandle calls created (nothing will ever refer to them). */
+  decodeFailed?(): void;
 }
 
 /**
