@@ -221,3 +221,44 @@ describe("fast paths stay exact", () => {
     }
   });
 });
+
+describe("encoder edge cases found in review", () => {
+  test("a length member is read once: a getter that changes its answer cannot make the count disagree with the elements written", () => {
+    const T = Lw.Struct({ n: Lw.UInt32(), v: Lw.Pointer(Lw.Array(Lw.UInt16(), { length: "n" }), { notNull: true }) });
+    let reads = 0;
+    const value = {
+      get n() {
+        return ++reads === 1 ? 2 : 3;
+      },
+      v: [7, 8, 9],
+    };
+    // Whatever the encoder does, the bytes must describe themselves: count, then that many elements.
+    let bytes: Uint8Array | null = null;
+    try {
+      bytes = Lw.encode(T, value as never);
+    } catch (e) {
+      expect(e).toBeInstanceOf(LwMsgError); // refusing is fine; writing a lie is not
+    }
+    if (bytes) {
+      const count = new DataView(bytes.buffer, bytes.byteOffset).getUint32(0);
+      expect(bytes.length).toBe(4 + 2 * count);
+    }
+  });
+
+  test("Int8Array payloads round-trip at 17 and 4096 elements, also from a view that starts inside its buffer", () => {
+    const T = Lw.Struct({ n: Lw.UInt32(), v: Lw.Pointer(Lw.Array(Lw.Int8(), { length: "n" }), { notNull: true }) });
+    for (const len of [16, 17, 4096]) {
+      const backing = new Int8Array(len + 3);
+      for (let i = 0; i < backing.length; i++) backing[i] = ((i * 37) % 256) - 128;
+      const view = backing.subarray(3);
+      const back = Lw.decode(T, Lw.encode(T, { n: len, v: view } as never)) as { v: ArrayLike<number> };
+      expect(Array.from(back.v)).toEqual(Array.from(view));
+    }
+  });
+
+  test("a ByteWriter created with no room grows instead of hanging", () => {
+    const w = new ByteWriter(0);
+    w.ensure(10);
+    expect(w.buf.length).toBeGreaterThanOrEqual(10);
+  });
+});
