@@ -12,12 +12,15 @@ import { connectPath, fdIsCloexec } from "../lib/native/socket.ts";
 import { Poller } from "../lib/native/poller.ts";
 import { describeFd, fdLeakCheck, openFdCount, openFds } from "./helpers/fds.ts";
 import { useTempDir } from "./helpers/tmp.ts";
+import { otherUser, skipUnlessOtherUser } from "./helpers/other-user.ts";
 import { hex, rawPeer, toHex } from "./helpers/raw.ts";
 
 fdLeakCheck({ settleMs: 3000, warmup: () => (Bun.spawnSync(["true"]), Poller.shared()) });
 const tmp = useTempDir("fserv-");
 const E = osc.errno as Record<string, number>;
 const dir = new URL("../examples/fserv/", import.meta.url).pathname;
+const root = new URL("../", import.meta.url).pathname;
+const nobody = otherUser();
 let n = 0;
 const sock = () => tmp.join(`f${++n}.sock`);
 
@@ -32,8 +35,10 @@ async function withServer<T>(fn: (s: ReturnType<typeof createFileServer>, opens:
   }
 }
 
-function run(args: string[], opts: { stdin?: Uint8Array; prefix?: string[] } = {}) {
-  const proc = Bun.spawn([...(opts.prefix ?? []), process.execPath, ...args], { stdin: opts.stdin ?? "ignore", stdout: "pipe", stderr: "pipe", cwd: tmp.path });
+function run(args: string[], opts: { stdin?: Uint8Array; asNobody?: boolean } = {}) {
+  // As nobody: the example from a world-readable copy (the checkout may be in a 0700 dir), run from that copy.
+  const cmd = opts.asNobody ? nobody.command(args[0]!.slice(root.length), ...args.slice(1)) : [process.execPath, ...args];
+  const proc = Bun.spawn(cmd, { stdin: opts.stdin ?? "ignore", stdout: "pipe", stderr: "pipe", cwd: opts.asNobody ? nobody.cwd : tmp.path });
   return Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]).then(([out, err, code]) => ({ out, err, code, pid: proc.pid }));
 }
 
@@ -229,23 +234,21 @@ describe("clients", () => {
     });
   });
 
-  const canSwitchUser = process.geteuid?.() === 0 && Bun.which("setpriv") !== null;
-  test.skipIf(!canSwitchUser)("a client running as another user is refused by owner and mode (EPERM), allowed by the other bits", async () => {
+  test.skipIf(skipUnlessOtherUser(nobody))("a client running as another user is refused by owner and mode (EPERM), allowed by the other bits", async () => {
     const file = tmp.join("secret.txt");
     writeFileSync(file, "top secret\n");
     chownSync(file, 0, 0);
     chmodSync(file, 0o600);
     // the unprivileged child must be able to reach the socket and the project files
     chmodSync(tmp.path, 0o755);
-    const nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
     await withServer(async (s, opens) => {
-      const denied = await run([dir + "fcat.ts", "--socket", s.socketPath, file], { prefix: nobody });
+      const denied = await run([dir + "fcat.ts", "--socket", s.socketPath, file], { asNobody: true });
       expect(denied.code).toBe(1);
       expect(denied.err).toContain("EPERM");
       expect(opens.at(-1)!.token?.euid).toBe(65534);
       expect(opens.at(-1)!.err).toBe(E.EPERM);
       chmodSync(file, 0o604);
-      const allowed = await run([dir + "fcat.ts", "--socket", s.socketPath, file], { prefix: nobody });
+      const allowed = await run([dir + "fcat.ts", "--socket", s.socketPath, file], { asNobody: true });
       expect(allowed.err).toBe("");
       expect(allowed.out).toBe("top secret\n");
       expect(opens.at(-1)!.token?.euid).toBe(65534);

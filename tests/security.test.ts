@@ -18,6 +18,7 @@ import type { ByteReader, ByteWriter, HandleCodec } from "../lib/codec/io.ts";
 import { fdLeakCheck, openFdCount } from "./helpers/fds.ts";
 import { native } from "../lib/native/ffi.ts";
 import { useTempDir } from "./helpers/tmp.ts";
+import { NOBODY, otherUser, skipUnlessOtherUser } from "./helpers/other-user.ts";
 import { until } from "./helpers/wait.ts";
 import { rejectionStatus, throwStatus } from "./helpers/status.ts";
 import { counterProtocol, multicallProtocol } from "./fixtures/peer-protocol.ts";
@@ -31,9 +32,9 @@ const sockPath = () => tmp.join(`s${++n}.sock`);
 const abstractName = () => `\0bun-lwmsg-security-${process.pid}-${++n}`;
 const child = new URL("./fixtures/security-child.ts", import.meta.url).pathname;
 const me = process.geteuid!();
-const canSwitchUser = me === 0 && Bun.which("setpriv") !== null;
-const NOBODY = 65534;
-const asNobody = ["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups"];
+// Children as another uid run from a world-readable copy of what they need (the checkout may be in a 0700 dir).
+const nobodyRunner = otherUser();
+const cannotSwitchUser = skipUnlessOtherUser(nobodyRunner);
 
 function pingServer(path: string, options: ConstructorParameters<typeof Peer>[1] = {}) {
   const server = new Peer(multicallProtocol, options);
@@ -57,8 +58,11 @@ async function pingOnce(path: string, authorizeServer?: (t: ReturnType<typeof lo
 }
 
 /** A child that opens `count` connections and holds them until release(). */
-async function childClients(path: string, count: number, prefix: string[] = []) {
-  const proc = Bun.spawn([...prefix, process.execPath, child, "connect", path, String(count)], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+async function childClients(path: string, count: number, asNobody = false) {
+  const cmd = asNobody
+    ? nobodyRunner.command("tests/fixtures/security-child.ts", "connect", path, String(count))
+    : [process.execPath, child, "connect", path, String(count)];
+  const proc = Bun.spawn(cmd, { stdin: "pipe", stdout: "pipe", stderr: "pipe", cwd: asNobody ? nobodyRunner.cwd : undefined });
   const reader = proc.stdout.getReader();
   let text = "";
   while (!text.includes("\n")) {
@@ -279,7 +283,7 @@ describe("authorisation checks", () => {
     await server.close();
   });
 
-  test.skipIf(!canSwitchUser)("another uid (real child via setpriv): the kernel's credentials decide; a refused client is closed, others keep being served", async () => {
+  test.skipIf(cannotSwitchUser)("another uid (real child via setpriv): the kernel's credentials decide; a refused client is closed, others keep being served", async () => {
     const d = sharedDir();
     const path = `${d}/s.sock`;
     const refused: LwMsgError[] = [];
@@ -289,7 +293,7 @@ describe("authorisation checks", () => {
       .onException((e) => e instanceof LwMsgError && refused.push(e));
     server.addListenEndpoint(ConnectionMode.LOCAL, path, 0o666);
     await server.startListen();
-    const nobody = await childClients(path, 1, asNobody);
+    const nobody = await childClients(path, 1, true);
     expect(nobody.euid).toBe(NOBODY);
     expect(nobody.statuses[0]).not.toBe(Status.SUCCESS); // closed before ACCEPT
     expect<number[]>([Status.PEER_CLOSE, Status.PEER_RESET]).toContain(nobody.statuses[0]);
@@ -304,7 +308,7 @@ describe("authorisation checks", () => {
     const only = pingServer(path).onSession(authorize(allowUids([NOBODY])));
     only.addListenEndpoint(ConnectionMode.LOCAL, path, 0o666);
     await only.startListen();
-    const ok = await childClients(path, 1, asNobody);
+    const ok = await childClients(path, 1, true);
     expect(ok.statuses).toEqual([Status.SUCCESS]);
     await ok.release();
     expect<number[]>([Status.PEER_CLOSE, Status.PEER_RESET]).toContain(await pingOnce(path));
@@ -348,8 +352,8 @@ describe("limits", () => {
     expect<number[]>([Status.PEER_CLOSE, Status.PEER_RESET]).toContain(held.statuses[2]!);
     expect(warnings.some((w) => w.status === Status.BUSY && w.message.includes(`uid ${me}`))).toBe(true);
     expect<number[]>([Status.PEER_CLOSE, Status.PEER_RESET]).toContain(await pingOnce(path)); // still at the limit
-    if (canSwitchUser) {
-      const other = await childClients(path, 2, asNobody); // another uid is not affected
+    if (!cannotSwitchUser) {
+      const other = await childClients(path, 2, true); // another uid is not affected
       expect(other.statuses).toEqual([Status.SUCCESS, Status.SUCCESS]);
       await other.release();
     }
