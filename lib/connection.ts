@@ -418,6 +418,11 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
 
   // ---------------------------------------------------------------- state
 
+  /** True while the association can carry messages (handshake done, not closed or failed). */
+  get established(): boolean {
+    return this.phase === Phase.ESTABLISHED;
+  }
+
   /** `lwmsg_assoc_get_state` (public state mapping of §4). */
   get state(): AssocState {
     switch (this.phase) {

@@ -607,7 +607,10 @@ class AssocTask implements SessionTask {
   private requestFailed(oc: OutgoingCall, e: unknown, message: OutgoingMessage, options: CallOptions | undefined): void {
     if (this.out.get(oc.cookie) === oc) this.out.delete(oc.cookie);
     const err = asLwError(e);
-    if (CALL_LOCAL_ENCODE_ERRORS.has(err.status) && this.status === 0) {
+    // The connection decides, not the status: a send that failed while the association is still
+    // established failed for this message alone (an encode error, an fd that is not open, …). Retrying
+    // such a call on a new connection would fail the same way, forever.
+    if (this.status === 0 && (CALL_LOCAL_ENCODE_ERRORS.has(err.status) || this.conn.established)) {
       this.settleError(oc, err.status, err.message, null);
       return;
     }

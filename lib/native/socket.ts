@@ -126,9 +126,14 @@ export function closeFd(fd: number): void {
   if (fd >= 0) native.lw_close(fd);
 }
 
-/** dup with O_CLOEXEC, never onto 0..2. */
+/**
+ * dup with O_CLOEXEC, never onto 0..2. An fd that is not open (EBADF) is the
+ * caller's mistake, not a broken system: INVALID_PARAMETER, so a send fails
+ * that message alone instead of looking like a dead connection.
+ */
 export function dupFd(fd: number): number {
   const r = native.lw_dup(fd);
+  if (r === -Errno.EBADF) throw new LwMsgError(Status.INVALID_PARAMETER, `fd ${fd} is not open`, { errno: Errno.EBADF });
   if (r < 0) fail(`dup fd ${fd}`, r);
   return r;
 }

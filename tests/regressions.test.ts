@@ -1,0 +1,62 @@
+// Regressions from issue 15 (a new user's first programs): each test here failed
+// before its fix. Real sockets and processes, fd counts checked.
+import { describe, expect, test } from "bun:test";
+import { Peer } from "../lib/peer.ts";
+import { Connection, ConnectionMode } from "../lib/connection.ts";
+import { LwMsgError, Status } from "../lib/status.ts";
+import { Poller } from "../lib/native/poller.ts";
+import { fdLeakCheck } from "./helpers/fds.ts";
+import { useTempDir } from "./helpers/tmp.ts";
+import { rejectionStatus } from "./helpers/status.ts";
+import { multicallProtocol } from "./fixtures/peer-protocol.ts";
+
+fdLeakCheck({ settleMs: 3000, warmup: () => (Bun.spawnSync(["true"]), Poller.shared()) });
+const tmp = useTempDir("regress-");
+let n = 0;
+const sockPath = () => tmp.join(`r${++n}.sock`);
+const NOT_OPEN = 900;
+
+async function rejection(p: Promise<unknown>): Promise<LwMsgError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof LwMsgError) return e;
+    throw e;
+  }
+  throw new Error("expected a rejection");
+}
+
+describe("an fd number that is not open (issue 15, bug 1)", () => {
+  test("Connection.send fails that message alone with INVALID_PARAMETER naming the fd; nothing is sent; the connection stays usable", async () => {
+    const [a, b] = await Connection.pair(multicallProtocol);
+    const e = await rejection(a.send({ tag: "FD_REQUEST", data: { fd: NOT_OPEN } }));
+    expect(e.status).toBe(Status.INVALID_PARAMETER);
+    expect(e.message).toContain(`fd ${NOT_OPEN} is not open`);
+    await a.send({ tag: "PING_REQUEST", cookie: 7 });
+    const m = await b.recv();
+    expect(m.name).toBe("PING_REQUEST"); // the failed message never went out
+    expect(m.cookie).toBe(7);
+    await a.close();
+    await b.close();
+  });
+
+  test("Peer call: INVALID_PARAMETER at once (no reconnect loop, the call's timeout not needed); the session stays usable", async () => {
+    const path = sockPath();
+    const server = new Peer(multicallProtocol);
+    let connects = 0;
+    server.onSession({ construct: () => void connects++, destruct() {} });
+    server.addDispatch({ FD_REQUEST: () => ({ tag: "FD_REPLY", data: { fd: -1 } }), PING_REQUEST: () => ({ tag: "PING_REPLY" }) });
+    server.addListenEndpoint(ConnectionMode.LOCAL, path);
+    await server.startListen();
+    const client = new Peer(multicallProtocol);
+    client.addConnectEndpoint(ConnectionMode.LOCAL, path);
+    const s = await client.connect();
+    const e = await rejection(s.call({ tag: "FD_REQUEST", data: { fd: NOT_OPEN } }, { timeout: 1000 }));
+    expect(e.status).toBe(Status.INVALID_PARAMETER);
+    expect(e.message).toContain(`fd ${NOT_OPEN} is not open`);
+    expect((await s.call({ tag: "PING_REQUEST" })).name).toBe("PING_REPLY");
+    expect(connects).toBe(1); // the same connection: no reconnect
+    await client.close();
+    await server.close();
+  });
+});
