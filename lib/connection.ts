@@ -1357,8 +1357,14 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
     }
   }
 
-  /** `lwmsg_assoc_delete`: immediate teardown, no SHUTDOWN packet. */
+  /**
+   * `lwmsg_assoc_delete`: immediate teardown, no SHUTDOWN packet. Messages
+   * already handed to `send()` (still queued for this turn's flush) get one
+   * non-blocking write first: what the kernel takes at once reaches the
+   * peer; only what a full socket cannot take is dropped.
+   */
   destroy(): void {
+    if (this.phase === Phase.ESTABLISHED && this.sendPos < this.out.pos) this.flush();
     this.releaseSocket();
     this.phase = Phase.CLOSED;
   }

@@ -128,7 +128,9 @@ export class LwMsgError extends Error {
   /** errno behind the status, when a system call failed. */
   readonly errno?: number;
   constructor(status: Status, message?: string, options?: { errno?: number; cause?: unknown }) {
-    super(message ? `${statusShortName(status)}: ${message}` : statusShortName(status), options?.cause !== undefined ? { cause: options.cause } : undefined);
+    // A message passed on from another error already names its status: not twice ("PEER_CLOSE: PEER_CLOSE: …").
+    const short = statusShortName(status);
+    super(!message ? short : message.startsWith(`${short}: `) ? message : `${short}: ${message}`, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = "LwMsgError";
     this.status = status;
     if (options?.errno !== undefined) this.errno = options.errno;

@@ -60,3 +60,40 @@ describe("an fd number that is not open (issue 15, bug 1)", () => {
     await server.close();
   });
 });
+
+describe("stopListen and replies already handed over (issue 15, bug 2)", () => {
+  test("four concurrent calls whose last handler stops the server from onComplete: all four replies reach the client", async () => {
+    for (let round = 0; round < 20; round++) {
+      const path = sockPath();
+      const server = new Peer(multicallProtocol);
+      let done = 0;
+      let stopped: Promise<void> | null = null;
+      server.addDispatch({
+        SLOW_REQUEST: async (req, call) => {
+          await Bun.sleep(req.id % 2);
+          call.onComplete(() => {
+            if (++done === 4) stopped = server.stopListen();
+          });
+          return { tag: "ECHO_REPLY", data: { n: req.id, s: "done" } } as any;
+        },
+      });
+      server.addListenEndpoint(ConnectionMode.LOCAL, path);
+      await server.startListen();
+      const client = new Peer(multicallProtocol);
+      client.addConnectEndpoint(ConnectionMode.LOCAL, path);
+      const s = await client.connect();
+      const results = await Promise.allSettled([0, 1, 2, 3].map((id) => s.call({ tag: "SLOW_REQUEST", data: { id } })));
+      const failed = results.filter((r) => r.status === "rejected").map((r) => (r as PromiseRejectedResult).reason?.message);
+      expect({ round, failed }).toEqual({ round, failed: [] });
+      expect(results.map((r) => ((r as PromiseFulfilledResult<any>).value.data as { n: number }).n)).toEqual([0, 1, 2, 3]);
+      await stopped;
+      await client.close();
+      await server.close();
+    }
+  });
+});
+
+test("an error passed on keeps one status prefix (was 'PEER_CLOSE: PEER_CLOSE: …')", () => {
+  const inner = new LwMsgError(Status.PEER_CLOSE, "peer closed the connection");
+  expect(new LwMsgError(inner.status, inner.message).message).toBe("PEER_CLOSE: peer closed the connection");
+});
