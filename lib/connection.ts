@@ -502,7 +502,14 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
       const g = decodeGreeting(await this.readExact(GREETING_SIZE, deadline, "waiting for CONNECT"), PacketType.CONNECT);
       const size = Math.min(this.ownPacketSize, g.packetSize);
       const token = this.readToken();
-      if (authorize) await authorize(token, g.cookie);
+      if (authorize) {
+        try {
+          await authorize(token, g.cookie);
+        } catch (e) {
+          this.refuse(e);
+          throw e;
+        }
+      }
       await this.writeAll(encodeGreeting(PacketType.ACCEPT, size, this.acceptCookie), deadline, "sending ACCEPT");
       this.establish(g.packetSize, g.cookie, token);
     } catch (e) {
@@ -546,6 +553,20 @@ export class Connection<P extends Protocol<any> = Protocol<any>> {
     if (this.packetSize + BASE_HEADER_SIZE > this.inBuf.length) this.growIn(this.packetSize + BASE_HEADER_SIZE);
     this.phase = Phase.ESTABLISHED;
     this.parse(); // bytes that came with the greeting
+  }
+
+  /**
+   * The accept hook refused the client: tell it why before the socket goes,
+   * with SHUTDOWN(status) in place of ACCEPT (one non-blocking write; 10
+   * bytes always fit a fresh socket). Our clients read SHUTDOWN(SECURITY)
+   * during the handshake as SECURITY; an lwmsg C client maps any status but
+   * PEER_CLOSE/RESET/ABORT to PEER_ABORT (connection-wire.c), so it sees
+   * PEER_ABORT — where a C server, closing, would have sent PEER_CLOSE.
+   */
+  private refuse(e: unknown): void {
+    const status = e instanceof LwMsgError && e.status !== Status.SUCCESS ? e.status : Status.SECURITY;
+    const b = encodeShutdown(status);
+    native.lw_send(this.fd, b, b.length, null, 0);
   }
 
   private failEstablish(): void {

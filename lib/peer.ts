@@ -86,7 +86,7 @@ import { Poller, READABLE, type Watch } from "./native/poller.ts";
 import { native } from "./native/ffi.ts";
 import { acceptFd, adoptFd, checkListenDirectory, closeFd, isAbstractPath, listenFd, listenPath, peerCredentials, socketFileId, unlinkOwnSocketFile } from "./native/socket.ts";
 import { Call, CallDirection, CallError, OutgoingCall, onCallTimeout, type CallOptions } from "./call.ts";
-import { Session, tokenCanAccess, type SessionHooks, type SessionTask, type SessionTransport } from "./session.ts";
+import { Session, tokenCanAccess, tokenToString, type SessionHooks, type SessionTask, type SessionTransport } from "./session.ts";
 import type { TokenCheck } from "./security.ts";
 
 export { Call, CallDirection, CallError, Session };
@@ -1130,13 +1130,20 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
     conn.acceptCookie = session.acceptId;
     this.handshaking.add(conn);
     let constructed = false;
+    let refused = false;
     const hooks = this.sessionHooks;
     try {
       await conn.accept(async (token, connectCookie) => {
         session.peerToken = token;
         session.connectId = connectCookie;
         if (hooks?.construct) {
-          const d = await hooks.construct(token, session);
+          let d: unknown;
+          try {
+            d = await hooks.construct(token, session);
+          } catch (e) {
+            refused = true;
+            throw e;
+          }
           if (d !== undefined) session.data = d;
         }
         constructed = true;
@@ -1147,6 +1154,11 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
       conn.destroy();
       this.releaseSlot(uid);
       if (constructed) this.endSession(session);
+      // A refusal is the server's decision, worth an operator's eye (SECURITY.md §3): the exception hook hears of it.
+      if (refused) {
+        const err = asLwError(e, Status.SECURITY);
+        this._warn(new LwMsgError(err.status, `refused client ${tokenToString(session.peerToken!)}: ${err.message.replace(/^[A-Z_]+: /, "")}`, { cause: e }));
+      }
       throw e;
     }
     this.handshaking.delete(conn);

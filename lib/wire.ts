@@ -73,7 +73,12 @@ export function decodeGreeting(b: Uint8Array, expect: 2 | 3): Greeting {
   const what = expect === PacketType.CONNECT ? "CONNECT" : "ACCEPT";
   if (b.length < BASE_HEADER_SIZE) throw new LwMsgError(Status.MALFORMED, `short ${what} greeting`);
   const length = v.getUint32(0);
-  if (b[4] === PacketType.SHUTDOWN && length === SHUTDOWN_SIZE && b.length >= SHUTDOWN_SIZE) throw shutdownError(v.getUint32(6));
+  if (b[4] === PacketType.SHUTDOWN && length === SHUTDOWN_SIZE && b.length >= SHUTDOWN_SIZE) {
+    const status = v.getUint32(6);
+    // In place of ACCEPT, SHUTDOWN(SECURITY) is a bun-lwmsg server refusing this client (see Connection.accept).
+    if (status === Status.SECURITY) throw new LwMsgError(Status.SECURITY, `the server refused this client (SHUTDOWN with SECURITY in place of ${what})`);
+    throw shutdownError(status);
+  }
   if (b[4] !== expect) throw new LwMsgError(Status.MALFORMED, `expected ${what} greeting, got packet type ${b[4]}`);
   if (length !== GREETING_SIZE) throw new LwMsgError(Status.MALFORMED, `${what} greeting length ${length}, expected 19`);
   const packetSize = v.getUint32(7);

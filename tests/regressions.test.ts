@@ -9,6 +9,9 @@ import { fdLeakCheck } from "./helpers/fds.ts";
 import { useTempDir } from "./helpers/tmp.ts";
 import { rejectionStatus } from "./helpers/status.ts";
 import { multicallProtocol } from "./fixtures/peer-protocol.ts";
+import { socketPair } from "../lib/native/socket.ts";
+import { hex, rawPeer, toHex } from "./helpers/raw.ts";
+import { encodeGreeting, PacketType } from "../lib/wire.ts";
 
 fdLeakCheck({ settleMs: 3000, warmup: () => (Bun.spawnSync(["true"]), Poller.shared()) });
 const tmp = useTempDir("regress-");
@@ -96,4 +99,51 @@ describe("stopListen and replies already handed over (issue 15, bug 2)", () => {
 test("an error passed on keeps one status prefix (was 'PEER_CLOSE: PEER_CLOSE: …')", () => {
   const inner = new LwMsgError(Status.PEER_CLOSE, "peer closed the connection");
   expect(new LwMsgError(inner.status, inner.message).message).toBe("PEER_CLOSE: peer closed the connection");
+});
+
+describe("refused clients (issue 15, bug 3)", () => {
+  test("the exception hook hears of each refusal; the client's connect fails with SECURITY; others are served", async () => {
+    const path = sockPath();
+    const heard: LwMsgError[] = [];
+    const server = new Peer(multicallProtocol);
+    let admit = false;
+    server.onSession({
+      construct: () => {
+        if (!admit) throw new LwMsgError(Status.SECURITY, "not on the list");
+      },
+      destruct() {},
+    });
+    server.onException((e) => void (e instanceof LwMsgError && heard.push(e)));
+    server.addDispatch({ PING_REQUEST: () => ({ tag: "PING_REPLY" }) });
+    server.addListenEndpoint(ConnectionMode.LOCAL, path);
+    await server.startListen();
+    const c = new Connection(multicallProtocol);
+    c.setEndpoint(ConnectionMode.LOCAL, path);
+    const e = await rejection(c.connect());
+    expect(e.status).toBe(Status.SECURITY);
+    expect(e.message).toContain("refused");
+    expect(heard.length).toBe(1);
+    expect(heard[0]!.status).toBe(Status.SECURITY);
+    expect(heard[0]!.message).toMatch(/^SECURITY: refused client <local euid:\d+ egid:\d+ pid:\d+>: not on the list$/);
+    admit = true;
+    const client = new Peer(multicallProtocol);
+    client.addConnectEndpoint(ConnectionMode.LOCAL, path);
+    expect((await (await client.connect()).call({ tag: "PING_REQUEST" })).name).toBe("PING_REPLY");
+    expect(heard.length).toBe(1);
+    await client.close();
+    await server.close();
+  });
+
+  test("on the wire: SHUTDOWN(SECURITY = 13) in place of ACCEPT, then the socket closes", async () => {
+    const [fa, fb] = socketPair();
+    const server = new Connection(multicallProtocol);
+    server.setFd(ConnectionMode.PAIR, fa);
+    const raw = await rawPeer(fb);
+    raw.write(encodeGreeting(PacketType.CONNECT, 2048, new Uint8Array(8)));
+    const refused = await rejection(server.accept(() => { throw new LwMsgError(Status.SECURITY, "no"); }));
+    expect(refused.status).toBe(Status.SECURITY);
+    expect(toHex(await raw.waitBytes(10))).toBe(toHex(hex("0000000a 05 03 0000000d")));
+    await raw.waitEnd();
+    raw.close();
+  });
 });
