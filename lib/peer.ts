@@ -172,6 +172,28 @@ function asLwError(e: unknown, fallback: Status = Status.ERROR): LwMsgError {
   return new LwMsgError(fallback, String((e as Error)?.message ?? e), { cause: e });
 }
 
+/**
+ * What a failed reply means, naming the request. A payload-less reply with
+ * MALFORMED / UNSUPPORTED / UNIMPLEMENTED is how an lwmsg server answers a
+ * tag it does not dispatch (§7.2 step 5; the wire carries no text, so a
+ * handler that failed with the same status looks alike).
+ */
+function replyFailure(oc: OutgoingCall, m: ReceivedMessage): string {
+  const tag = oc.tag;
+  const name = oc.session.protocol.byTag(tag)?.name ?? String(oc._tag);
+  if (m.tag === TAG_INVALID && (m.flags & MessageFlags.SYNTHETIC) === 0) {
+    switch (m.status) {
+      case Status.MALFORMED:
+        return `no handler for ${name}: tag ${tag} is above every tag the server dispatches (or its handler failed with MALFORMED)`;
+      case Status.UNSUPPORTED:
+        return `no handler for ${name}: the server's dispatch table has no entry for tag ${tag} (or its handler failed with UNSUPPORTED)`;
+      case Status.UNIMPLEMENTED:
+        return `no handler for ${name}: the server declares tag ${tag} unimplemented (or its handler failed with UNIMPLEMENTED)`;
+    }
+  }
+  return `${name} failed${(m.flags & MessageFlags.SYNTHETIC) !== 0 ? " (synthetic reply: a payload could not be encoded or decoded)" : ""}`;
+}
+
 function checkMs(kind: string, v: unknown): number | null {
   if (v === undefined || v === null) return null;
   if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new LwMsgError(Status.INVALID_PARAMETER, `${kind} timeout must be a non-negative number of ms or null, got ${String(v)}`);
@@ -643,7 +665,7 @@ class AssocTask implements SessionTask {
       oc.resolve(m);
     } else {
       oc.settled = true;
-      oc.reject(new CallError(m.status as Status, `call failed${(m.flags & MessageFlags.SYNTHETIC) !== 0 ? " (synthetic reply)" : ""}`, m));
+      oc.reject(new CallError(m.status as Status, replyFailure(oc, m), m));
     }
   }
 

@@ -147,3 +147,28 @@ describe("refused clients (issue 15, bug 3)", () => {
     raw.close();
   });
 });
+
+test("a tag with no handler names the tag; lwmsg's statuses stay (issue 15, bug 5)", async () => {
+  const path = sockPath();
+  const server = new Peer(multicallProtocol);
+  server.addDispatch({ PING_REQUEST: () => ({ tag: "PING_REPLY" }), NULLFN_REQUEST: null, SLOW_REQUEST: () => { throw new LwMsgError(Status.SECURITY, "nope"); } });
+  server.addListenEndpoint(ConnectionMode.LOCAL, path);
+  await server.startListen();
+  const client = new Peer(multicallProtocol);
+  client.addConnectEndpoint(ConnectionMode.LOCAL, path);
+  const s = await client.connect();
+  const unhandled = await rejection(s.call({ tag: "UNHANDLED_REQUEST" }));
+  expect(unhandled.status).toBe(Status.UNSUPPORTED);
+  expect(unhandled.message).toStartWith("UNSUPPORTED: no handler for UNHANDLED_REQUEST: the server's dispatch table has no entry for tag 10");
+  const above = await rejection(s.call({ tag: "OUT_OF_RANGE_REQUEST" }));
+  expect(above.status).toBe(Status.MALFORMED);
+  expect(above.message).toStartWith("MALFORMED: no handler for OUT_OF_RANGE_REQUEST: tag 40 is above every tag the server dispatches");
+  const declared = await rejection(s.call({ tag: "NULLFN_REQUEST" }));
+  expect(declared.status).toBe(Status.UNIMPLEMENTED);
+  expect(declared.message).toStartWith("UNIMPLEMENTED: no handler for NULLFN_REQUEST");
+  const denied = await rejection(s.call({ tag: "SLOW_REQUEST", data: { id: 1 } }));
+  expect(denied.status).toBe(Status.SECURITY);
+  expect(denied.message).toBe("SECURITY: SLOW_REQUEST failed");
+  await client.close();
+  await server.close();
+});
