@@ -5,7 +5,8 @@
  * `session.call(...)`, which returns a promise instead of a call handle.
  * @module
  */
-import type { LocalToken, ReceivedMessage } from "./connection.ts";
+import type { ReceivedMessage } from "./assoc/message.ts";
+import type { SecurityToken } from "./token.ts";
 import { LwMsgError, Status } from "./status.ts";
 import type { Session } from "./session.ts";
 import type { Protocol } from "./protocol.ts";
@@ -87,7 +88,7 @@ export class Call<P extends Protocol<any> = Protocol<any>> {
   }
 
   /** The caller's security token (`lwmsg_session_get_peer_security_token`), null when unauthenticated. */
-  get token(): LocalToken | null {
+  get token(): SecurityToken | null {
     return this.session.peerToken;
   }
 

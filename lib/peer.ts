@@ -566,7 +566,7 @@ class AssocTask implements SessionTask {
   call(message: OutgoingMessage, options: CallOptions | undefined): Promise<ReceivedMessage> {
     if (this.status !== 0) return Promise.reject(this.error);
     if (message === null || typeof message !== "object") return Promise.reject(new LwMsgError(Status.INVALID_PARAMETER, "call: message must be an object { tag, data }"));
-    if (this.out.size === 0 && this.inCalls.size === 0 && native.lw_wait_readable(this.conn.socketFd, 0) === 1) {
+    if (this.out.size === 0 && this.inCalls.size === 0 && this.conn.inputPending()) {
       // An idle connection with input pending: most likely the peer closed it. Take that in before
       // sending, so a call after a server restart reconnects instead of failing with PEER_CLOSE.
       if (!this.waiting) {

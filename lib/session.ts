@@ -32,62 +32,20 @@
 import { Handle, HandleLocation } from "./handle.ts";
 import type { ByteReader, ByteWriter, HandleCodec } from "./codec/io.ts";
 import { LwMsgError, Status } from "./status.ts";
-import { tokensEqual, type LocalToken, type OutgoingMessage, type ReceivedMessage } from "./connection.ts";
+import type { OutgoingMessage, ReceivedMessage } from "./assoc/message.ts";
+import { localToken, localTokenGetEid, localTokenGetPid, tokenCanAccess, tokenHash, tokenToString, tokenType, tokensEqual, type LocalToken, type SecurityToken } from "./token.ts";
 import type { MessageIn, MessageOut, Protocol } from "./protocol.ts";
 import type { CallOptions } from "./call.ts";
 
-export { tokensEqual };
-export type { LocalToken };
+export { localToken, localTokenGetEid, localTokenGetPid, tokenCanAccess, tokenHash, tokenToString, tokenType, tokensEqual };
+export type { LocalToken, SecurityToken };
 
 /** Session constructor/destructor (`lwmsg_peer_set_listen_session_functions`); see lib/security.ts for authorising ones. */
 export interface SessionHooks {
   /** Runs when a client connects, before ACCEPT is sent, with the client's token. Throwing rejects the client. The return value becomes `session.data`. */
-  construct?(token: LocalToken, session: Session<any>): unknown | Promise<unknown>;
+  construct?(token: SecurityToken, session: Session<any>): unknown | Promise<unknown>;
   /** Runs when the session ends (after its handle cleanups). */
   destruct?(session: Session<any>): void;
-}
-
-// ------------------------------------------------------------------ security tokens (§5)
-
-/** `lwmsg_security_token_get_type`: `"local"`. */
-export function tokenType(token: LocalToken): string {
-  return token.type;
-}
-
-/** `lwmsg_security_token_to_string`: `<local euid:N egid:N pid:N>`. */
-export function tokenToString(token: LocalToken): string {
-  return `<local euid:${token.euid} egid:${token.egid} pid:${token.pid}>`;
-}
-
-/** The local token class's hash: `(egid << 16) ^ euid` (half of a 32-bit word). */
-export function tokenHash(token: LocalToken): number {
-  return ((token.egid << 16) ^ token.euid) >>> 0;
-}
-
-/**
- * `lwmsg_security_token_can_access(owner, other)`: for local tokens the same
- * as equality of euid and egid. lwmsg's version always says yes (§10.1, it
- * compares a token with itself); this one compares as intended.
- */
-export function tokenCanAccess(owner: LocalToken | null, other: LocalToken | null): boolean {
-  return tokensEqual(owner, other);
-}
-
-/** `lwmsg_local_token_get_eid`. */
-export function localTokenGetEid(token: LocalToken): { euid: number; egid: number } {
-  if (!token || token.type !== "local") throw new LwMsgError(Status.INVALID_PARAMETER, "not a local security token");
-  return { euid: token.euid, egid: token.egid };
-}
-
-/** `lwmsg_local_token_get_pid` (-1 where the platform cannot tell). */
-export function localTokenGetPid(token: LocalToken): number {
-  if (!token || token.type !== "local") throw new LwMsgError(Status.INVALID_PARAMETER, "not a local security token");
-  return token.pid;
-}
-
-/** `lwmsg_local_token_new`. */
-export function localToken(euid: number, egid: number, pid = -1): LocalToken {
-  return { type: "local", euid, egid, pid };
 }
 
 // ------------------------------------------------------------------ session
@@ -133,7 +91,7 @@ function hex(b: Uint8Array | null): string {
  */
 export class Session<P extends Protocol<any> = Protocol<any>> implements HandleCodec {
   /** The peer's identity (`lwmsg_session_get_peer_security_token`); null until established. */
-  peerToken: LocalToken | null = null;
+  peerToken: SecurityToken | null = null;
   /** `lwmsg_session_get_data`: what the session constructor returned (incoming sessions). */
   data: unknown = undefined;
   /** Session id half sent by the connecting side (8 bytes). */

@@ -307,7 +307,19 @@ int lw_send(int fd, const uint8_t *buf, int len, const int32_t *fds, int nfds) {
  * out[0] = number of fds written to `fds`, out[1] = msg_flags (MSG_CTRUNC is
  * the caller's to turn into an error; the fds that did arrive are returned so
  * they can be closed). Returns bytes read, 0 on EOF, or -errno. */
+int lw_recv_fds(int fd, uint8_t *buf, int len, int32_t *fds, int maxfds, int32_t *out);
+
 int lw_recv(int fd, uint8_t *buf, int len, int32_t *fds, int32_t *out) {
+  return lw_recv_fds(fd, buf, len, fds, LW_MAX_FDS, out);
+}
+
+/* recvmsg offering room for at most `maxfds` fds (0..LW_MAX_FDS): the control
+ * buffer is sized to what the receiver's budget still allows, so fds beyond
+ * it are never installed in this process — the kernel drops them and reports
+ * MSG_CTRUNC (out[1]). A limit is enforced before the fds exist. */
+int lw_recv_fds(int fd, uint8_t *buf, int len, int32_t *fds, int maxfds, int32_t *out) {
+  if (maxfds < 0) maxfds = 0;
+  if (maxfds > LW_MAX_FDS) maxfds = LW_MAX_FDS;
   struct msghdr msg;
   struct iovec iov = {buf, (size_t)len};
   union {
@@ -317,8 +329,8 @@ int lw_recv(int fd, uint8_t *buf, int len, int32_t *fds, int32_t *out) {
   memset(&msg, 0, sizeof msg);
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  msg.msg_control = ctl.buf;
-  msg.msg_controllen = sizeof ctl.buf;
+  msg.msg_control = maxfds > 0 ? ctl.buf : NULL;
+  msg.msg_controllen = maxfds > 0 ? CMSG_SPACE(sizeof(int) * (size_t)maxfds) : 0;
   ssize_t n;
   int flags = MSG_DONTWAIT;
 #ifdef MSG_CMSG_CLOEXEC
@@ -344,7 +356,7 @@ int lw_recv(int fd, uint8_t *buf, int len, int32_t *fds, int32_t *out) {
 #ifndef MSG_CMSG_CLOEXEC
       fcntl(rfd, F_SETFD, FD_CLOEXEC);
 #endif
-      if (count < LW_MAX_FDS) fds[count++] = lw_lift_fd(rfd);
+      if (count < maxfds) fds[count++] = lw_lift_fd(rfd);
       else close(rfd);
     }
   }

@@ -760,9 +760,8 @@ describe("i. a client that stops reading", () => {
       }
       expect(pending).not.toBeNull(); // 10,000 × 16 KiB would be 160 MiB: it waited long before
       expect(accepted).toBeLessThan(200);
-      const internals = server as unknown as { out: { pos: number; buf: Uint8Array }; sendPos: number };
-      expect(internals.out.pos - internals.sendPos).toBeLessThan(limit + blob.length + 1024);
-      expect(internals.out.buf.length).toBeLessThanOrEqual(1024 * 1024);
+      expect(server._diag.unsent).toBeLessThan(limit + blob.length + 1024);
+      expect(server._diag.outBuffer).toBeLessThanOrEqual(1024 * 1024);
       // Another client is served while this one is stuck.
       await bareRoundTrip(listener);
       expect(await rejectionStatus(pending!)).toBe(Status.TIMEOUT);
@@ -780,13 +779,13 @@ describe("i. a client that stops reading", () => {
       const child = spawnChild(["flood", f.path, N, 4096]);
       await expectReady(child);
       await until(() => f.sessions.length === 1 && blockedSending(sessionConn(f.sessions[0]!)), 10_000, "the replies to back up");
-      const conn = sessionConn(f.sessions[0]!) as unknown as { out: { buf: Uint8Array } };
+      const conn = sessionConn(f.sessions[0]!);
       await ping(f.path); // others unaffected
       await until(() => f.ended.has(f.sessions[0]!), 10_000, "the message timeout to drop the flooder");
       expect(sessionStatus(f.sessions[0]!)).toBe(Status.TIMEOUT);
       // It handled what fits in the queue and the socket buffers, not the flood.
       expect(f.echoes).toBeLessThan(N / 4);
-      expect(conn.out.buf.length).toBeLessThanOrEqual(2 * 1024 * 1024);
+      expect(conn._diag.outBuffer).toBeLessThanOrEqual(2 * 1024 * 1024);
       // The server closed its end (after trying to say goodbye within the establish timeout): the flooder's blocked send fails.
       const r = await child.json();
       expect(r.status).toBe(Status.PEER_CLOSE);

@@ -14,7 +14,7 @@ import { constants as osc } from "node:os";
 import { Peer } from "../../lib/peer.ts";
 import type { Call } from "../../lib/call.ts";
 import type { Session } from "../../lib/session.ts";
-import { ConnectionMode, type LocalToken } from "../../lib/connection.ts";
+import { ConnectionMode, type SecurityToken } from "../../lib/connection.ts";
 import type { Handle } from "../../lib/handle.ts";
 import { DEFAULT_SOCKET_PATH, OPEN_MODE, fservProtocol, parseSocketArg, type FservProtocol } from "./protocol.ts";
 
@@ -37,7 +37,7 @@ export interface FileOwnership {
  * server), EPERM for an unauthenticated caller. Root (euid 0) may open
  * anything.
  */
-export function checkPermissions(token: LocalToken | null, st: FileOwnership, mode: number): number {
+export function checkPermissions(token: SecurityToken | null, st: FileOwnership, mode: number): number {
   if (!token || token.type !== "local") return E.EPERM!;
   const { euid, egid } = token;
   if (euid === 0) return 0;
@@ -75,7 +75,7 @@ function openFlags(mode: number): number {
 export interface OpenEvent {
   path: string;
   mode: number;
-  token: LocalToken | null;
+  token: SecurityToken | null;
   /** 0 when the file was opened, else the errno sent back. */
   err: number;
   /** `"handle"` (FSERV_OPEN_REQ) or `"fd"` (FSERV_OPEN_FD_REQ). */

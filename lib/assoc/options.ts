@@ -1,0 +1,106 @@
+/**
+ * Association settings (`lwmsg_connection_set_*`, `lwmsg_assoc_set_timeout`),
+ * the public modes and states, and their validation.
+ * @module
+ */
+import { LwMsgError, Status } from "../status.ts";
+import { DEFAULT_PACKET_SIZE, MIN_PACKET_SIZE } from "../wire/packets.ts";
+import type { HandleCodec } from "../codec/io.ts";
+
+/** `LWMsgConnectionMode`. REMOTE (2) is declared by lwmsg and never built there: here it is TCP, with or without TLS. */
+export const ConnectionMode = { NONE: 0, LOCAL: 1, REMOTE: 2, PAIR: 3 } as const;
+export type ConnectionMode = (typeof ConnectionMode)[keyof typeof ConnectionMode];
+
+/** `LWMsgAssocState` (public states). */
+export const AssocState = {
+  NONE: 0,
+  NOT_ESTABLISHED: 1,
+  IDLE: 2,
+  BLOCKED_SEND: 3,
+  BLOCKED_RECV: 4,
+  BLOCKED_SEND_RECV: 5,
+  CLOSED: 6,
+  BUSY: 7,
+  ERROR: 8,
+} as const;
+export type AssocState = (typeof AssocState)[keyof typeof AssocState];
+
+export interface ConnectionOptions {
+  /** Preferred maximum packet size; the effective one is the minimum of both peers' (default 8192, ≥ 20). */
+  packetSize?: number;
+  /** Largest message this side reassembles (default 16 MiB); a bigger incoming message is OVERFLOW and ends the connection. Also caps what send() encodes. */
+  maxMessageSize?: number;
+  /** Per-call timeouts in ms (default: none). `message` bounds each send/recv wait, `establish` the connect/accept handshake and close. */
+  timeouts?: { message?: number | null; establish?: number | null };
+  /**
+   * Most received fds held for messages not yet complete (default 1024): a
+   * peer that sends more fds ahead of their messages (or one message with
+   * more fd fields) fails the connection with MALFORMED, and they are closed.
+   */
+  maxFds?: number;
+  /** Bytes of queued outgoing data above which send() waits for the kernel to take some (default 1 MiB). */
+  sendQueueLimit?: number;
+  /**
+   * Microseconds to wait on the socket right after this side sent something,
+   * before parking on the poller (saves a thread hop when the reply is fast).
+   * `"adaptive"` (default): a 2 ms window; after a miss the next 16 requests
+   * park directly, doubling up to 4096 while misses continue. A number: that
+   * window, always. `0` disables it (a server with many idle clients may want
+   * this: a miss blocks the JS thread for the window).
+   */
+  replyPollUs?: number | "adaptive";
+  /** Handle table for `Lw.Handle` fields (the session layer supplies it). */
+  handles?: HandleCodec | null;
+}
+
+/** Settings of a {@link ConnectionOptions}, validated and with defaults. */
+export interface ConnectionSettings {
+  packetSize: number;
+  maxMessageSize: number;
+  maxFds: number;
+  messageTimeout: number | null;
+  establishTimeout: number | null;
+  sendQueueLimit: number;
+  replyPollUs: number | "adaptive";
+}
+
+/** Received fds waiting for their message, by default; more is a protocol violation. */
+const DEFAULT_MAX_FDS = 1024;
+
+export function checkTimeout(name: string, v: number | null | undefined): number | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new LwMsgError(Status.INVALID_PARAMETER, `${name} timeout must be a non-negative number of ms or null, got ${v}`);
+  return v;
+}
+
+export function checkPacketSize(n: unknown): number {
+  if (typeof n !== "number" || !Number.isInteger(n) || n < MIN_PACKET_SIZE || n > 0x7fffffff) throw new LwMsgError(Status.INVALID_PARAMETER, `packet size must be an integer ≥ ${MIN_PACKET_SIZE}, got ${n}`);
+  return n;
+}
+
+/** A protocol object from `Lw.Protocol(...)`, or INVALID_PARAMETER. */
+export function checkProtocol(protocol: unknown): void {
+  if (!protocol || typeof (protocol as { byTag?: unknown }).byTag !== "function") throw new LwMsgError(Status.INVALID_PARAMETER, "a protocol from Lw.Protocol(...) is required");
+}
+
+/** Validate connection options (INVALID_PARAMETER naming the bad one) without building a connection. */
+export function checkConnectionOptions(options: ConnectionOptions): ConnectionSettings {
+  if (options === null || typeof options !== "object") throw new LwMsgError(Status.INVALID_PARAMETER, "options must be an object");
+  const maxMessageSize = options.maxMessageSize ?? 16 * 1024 * 1024;
+  if (!Number.isInteger(maxMessageSize) || maxMessageSize < 1) throw new LwMsgError(Status.INVALID_PARAMETER, `maxMessageSize must be a positive integer, got ${maxMessageSize}`);
+  const sendQueueLimit = options.sendQueueLimit ?? 1024 * 1024;
+  if (!Number.isInteger(sendQueueLimit) || sendQueueLimit < 1) throw new LwMsgError(Status.INVALID_PARAMETER, `sendQueueLimit must be a positive integer, got ${sendQueueLimit}`);
+  const maxFds = options.maxFds ?? DEFAULT_MAX_FDS;
+  if (!Number.isInteger(maxFds) || maxFds < 1 || maxFds > 1 << 20) throw new LwMsgError(Status.INVALID_PARAMETER, `maxFds must be an integer in 1..1048576, got ${maxFds}`);
+  const rp = options.replyPollUs ?? "adaptive";
+  if (rp !== "adaptive" && (typeof rp !== "number" || !(rp >= 0) || rp > 1_000_000)) throw new LwMsgError(Status.INVALID_PARAMETER, `replyPollUs must be "adaptive" or 0..1000000, got ${rp}`);
+  return {
+    packetSize: checkPacketSize(options.packetSize ?? DEFAULT_PACKET_SIZE),
+    maxMessageSize,
+    maxFds,
+    messageTimeout: checkTimeout("message", options.timeouts?.message),
+    establishTimeout: checkTimeout("establish", options.timeouts?.establish),
+    sendQueueLimit,
+    replyPollUs: rp,
+  };
+}
