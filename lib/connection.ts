@@ -6,9 +6,9 @@
  * (LOCAL path, PAIR/LOCAL fd) and runs the handshake (§3.2) over it.
  * @module
  */
-import { Association, Phase } from "./assoc/association.ts";
+import { Association } from "./assoc/association.ts";
 import { ReceivedMessage, type OutgoingMessage } from "./assoc/message.ts";
-import { AssocState, ConnectionMode, checkConnectionOptions, checkPacketSize, checkProtocol, checkTimeout, type ConnectionOptions, type ConnectionSettings } from "./assoc/options.ts";
+import { AssocState, ConnectionMode, Phase, checkConnectionOptions, checkPacketSize, checkProtocol, checkTimeout, type ConnectionOptions, type ConnectionSettings } from "./assoc/options.ts";
 import { ReplyPoll } from "./assoc/reply-poll.ts";
 import type { Protocol } from "./protocol.ts";
 import { LwMsgError, Status } from "./status.ts";

@@ -1,54 +1,26 @@
 /**
  * `lwmsg_assoc_*`: the association state machine (reference §3–§4), the same
- * code over any {@link Transport} — a UNIX socket (LOCAL, PAIR), TCP/TLS
- * (REMOTE) or an in-memory pair in tests.
- *
- * The hot path, and why it is fast:
- *  - send() encodes straight into one reusable outgoing buffer
- *    ({@link OutboundQueue}); messages queued in the same turn leave together
- *    in one transport write, their fds in one control message.
- *  - recv() reads as much as the transport has into the framer's buffer,
- *    decodes every complete message into a queue and serves later recv()
- *    calls from it without another read.
- *  - Right after a request, a short bounded wait on the socket catches a fast
- *    reply without the poller's thread hop (where the transport can wait;
- *    adaptive, see {@link ConnectionOptions.replyPollUs}).
+ * code over any transport — a UNIX socket (LOCAL, PAIR), TCP/TLS (REMOTE) or
+ * an in-memory pair in tests. Fast because send() encodes into one reusable
+ * buffer whose messages leave together once per turn ({@link OutboundQueue}),
+ * recv() decodes everything one read brought ({@link Inbox}), and a fast
+ * reply is caught by a bounded wait without a thread hop ({@link ReplyPoll}).
  * @module
  */
-import { ByteReader, CodecContext } from "../codec/io.ts";
+import { CodecContext } from "../codec/io.ts";
 import type { Protocol, ProtocolEntry } from "../protocol.ts";
-import { Errno, LwMsgError, Status } from "../status.ts";
+import { LwMsgError, Status } from "../status.ts";
 import type { SecurityToken } from "../token.ts";
-import { FdInQueue, closeFd } from "../transport/fdqueue.ts";
 import { AGAIN, READABLE, WRITABLE, type Transport } from "../transport/types.ts";
 import { InboundFramer, type FrameSink } from "../wire/inbound.ts";
 import { OutboundQueue } from "../wire/outbound.ts";
-import { MessageFlags, TAG_INVALID, encodeShutdown } from "../wire/packets.ts";
-import { ReceivedMessage, type OutgoingMessage } from "./message.ts";
-import { AssocState, checkConnectionOptions, checkProtocol, type ConnectionOptions } from "./options.ts";
+import { encodeShutdown } from "../wire/packets.ts";
+import { resolveOutgoing, type OutgoingMessage, type ReceivedMessage } from "./message.ts";
+import { Phase, checkConnectionOptions, checkProtocol, describePhase, publicState, type AssocState, type ConnectionOptions } from "./options.ts";
+import { Inbox } from "./inbox.ts";
+import { Link } from "./link.ts";
 import { ReplyPoll } from "./reply-poll.ts";
-
-export type Waiter<T> = { resolve: (v: T) => void; reject: (e: unknown) => void; timer: ReturnType<typeof setTimeout> | null };
-
-export const enum Phase {
-  START, // NOT_ESTABLISHED
-  CONNECTING,
-  HANDSHAKE,
-  ESTABLISHED,
-  CLOSED,
-  ERROR,
-}
-
-/** A queued receive result as the promise recv() returns. */
-function settled(m: ReceivedMessage | LwMsgError): Promise<ReceivedMessage> {
-  return m instanceof LwMsgError ? Promise.reject(m) : Promise.resolve(m);
-}
-
-/** Hand a receive result to a parked recv(). */
-function answer(w: Waiter<ReceivedMessage>, m: ReceivedMessage | LwMsgError): void {
-  if (m instanceof LwMsgError) w.reject(m);
-  else w.resolve(m);
-}
+import { DrainWaiters, answer, settled, type Waiter } from "./waiters.ts";
 
 /** One shared settled promise: a queued send allocates nothing for its result. */
 const RESOLVED: Promise<void> = Promise.resolve();
@@ -56,12 +28,10 @@ const IN_BUFFER_SIZE = 256 * 1024;
 /** Flush without waiting for the end of the turn once this much is queued. */
 const FLUSH_THRESHOLD = 64 * 1024;
 
-export class Association<P extends Protocol<any> = Protocol<any>> implements FrameSink {
+export class Association<P extends Protocol<any> = Protocol<any>> extends Link implements FrameSink {
   readonly protocol: P;
   /** @internal */
-  protected phase = Phase.START;
-  /** @internal what carries the bytes (null before connect/accept and after teardown). */
-  protected transport: Transport | null = null;
+  protected phase: Phase = Phase.START;
   /** @internal own preferred packet size (sent in the greeting). */
   protected ownPacketSize: number;
   /** Negotiated packet size (own preference until established). */
@@ -83,29 +53,25 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
   /** The cookie the peer sent in its greeting, once established. */
   peerCookie: Uint8Array | null = null;
   private fatal: LwMsgError | null = null;
-  private refd = false;
   /** @internal the peer closed (EOF): no goodbye is sent. */
   protected eofSeen = false;
 
   // outgoing
   private readonly outq: OutboundQueue;
   private flushScheduled = false;
-  private drainWaiters: Waiter<void>[] = [];
+  private readonly drainWaiters = new DrainWaiters();
   private readonly encodeCtx: CodecContext;
 
   // incoming
   /** @internal */
   protected readonly framer: InboundFramer;
-  private readonly fdIn = new FdInQueue();
-  private queue: (ReceivedMessage | LwMsgError)[] = [];
-  private queueHead = 0;
-  private reader = new ByteReader(new Uint8Array(0));
-  private readonly decodeCtx: CodecContext;
+  private readonly inbox: Inbox;
   private waiter: Waiter<ReceivedMessage> | null = null;
   private readonly replyPoll: ReplyPoll;
   private justSent = false;
 
   constructor(protocol: P, options: ConnectionOptions = {}) {
+    super();
     checkProtocol(protocol);
     const o = checkConnectionOptions(options);
     this.protocol = protocol;
@@ -121,7 +87,7 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
     this.outq = new OutboundQueue(o.maxMessageSize, o.sendQueueLimit);
     this.framer = new InboundFramer(o.packetSize, o.maxMessageSize, IN_BUFFER_SIZE);
     this.encodeCtx = new CodecContext(options.handles ?? null);
-    this.decodeCtx = new CodecContext(options.handles ?? null);
+    this.inbox = new Inbox(protocol, options.handles ?? null);
   }
 
   /** The parked recv(); setting it keeps the process-wide count of parked receives in step. */
@@ -136,7 +102,7 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
   /** Swap in the session's handle table (the peer layer does this). */
   setHandles(handles: ConnectionOptions["handles"]): void {
     this.encodeCtx.handles = handles ?? null;
-    this.decodeCtx.handles = handles ?? null;
+    this.inbox.decodeCtx.handles = handles ?? null;
   }
 
   // ---------------------------------------------------------------- state
@@ -148,23 +114,7 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
 
   /** `lwmsg_assoc_get_state` (public state mapping of §4). */
   get state(): AssocState {
-    switch (this.phase) {
-      case Phase.START:
-        return AssocState.NOT_ESTABLISHED;
-      case Phase.CONNECTING:
-        return AssocState.BLOCKED_SEND;
-      case Phase.HANDSHAKE:
-        return AssocState.BLOCKED_SEND_RECV;
-      case Phase.CLOSED:
-        return AssocState.CLOSED;
-      case Phase.ERROR:
-        return AssocState.ERROR;
-      case Phase.ESTABLISHED: {
-        const s = this.outq.unsent > 0;
-        const r = this.framer.partial;
-        return s && r ? AssocState.BLOCKED_SEND_RECV : s ? AssocState.BLOCKED_SEND : r ? AssocState.BLOCKED_RECV : AssocState.IDLE;
-      }
-    }
+    return publicState(this.phase, this.outq.unsent > 0, this.framer.partial);
   }
 
   /** The peer's identity (§5, or the TLS certificate's for REMOTE), once established; null before. */
@@ -172,24 +122,13 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
     return this.token;
   }
 
-  /** @internal for tests: capacity of the outgoing buffer (bounded memory), received fds held and the length of their FIFO. */
+  /** @internal for tests: outgoing buffer capacity and unsent bytes, received fds held and their FIFO's length. */
   get _diag(): { outBuffer: number; unsent: number; heldFds: number; fdFifo: number } {
-    return { outBuffer: this.outq.out.buf.length, unsent: this.outq.unsent, heldFds: this.fdIn.held, fdFifo: this.fdIn.fds.length };
-  }
-
-  /** True if input (or the peer's close) is waiting to be read: lets the peer layer notice a dead idle connection before it sends. */
-  inputPending(): boolean {
-    return this.transport !== null && this.transport.inputPending();
+    const fdIn = this.inbox.fdIn;
+    return { outBuffer: this.outq.out.buf.length, unsent: this.outq.unsent, heldFds: fdIn.held, fdFifo: fdIn.fds.length };
   }
 
   // ---------------------------------------------------------------- establish (used by the handshake)
-
-  /** @internal start reading from the transport (buffers allocated on first use). */
-  protected attach(t: Transport): void {
-    this.transport = t;
-    this.framer.makeRoom();
-    t.start(this.onReady);
-  }
 
   /** @internal the handshake is done: fix the packet size and start serving messages. */
   protected establish(peerPacketSize: number, peerCookie: Uint8Array, token: SecurityToken): void {
@@ -197,7 +136,7 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
     this.token = token;
     this.peerCookie = peerCookie;
     // Rebuilding the buffers drops anything queued during the handshake (§3.2), fds included.
-    this.fdIn.closeAll();
+    this.inbox.fdIn.closeAll();
     this.framer.fitPacket();
     this.phase = Phase.ESTABLISHED;
     this.framer.parse(this); // bytes that came with the greeting
@@ -209,15 +148,9 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
     this.phase = Phase.ERROR;
   }
 
-  /** @internal a refusal travels as SHUTDOWN(status) in place of ACCEPT (see Connection.accept). */
-  protected sendRefusal(status: number): void {
-    const b = encodeShutdown(status);
-    this.transport?.write(b, 0, b.length, null, 0);
-  }
-
   /** @internal */
   protected describePhase(): string {
-    return ["not established", "connecting", "in its handshake", "established", "closed", "in error"][this.phase]!;
+    return describePhase(this.phase);
   }
 
   // ---------------------------------------------------------------- send
@@ -241,7 +174,7 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
 
   /** True while send() would wait: queued outgoing bytes are at `sendQueueLimit` (the peer is not reading fast enough). */
   get sendBlocked(): boolean {
-    return this.outq.unsent >= this.sendQueueLimit || this.drainWaiters.length > 0;
+    return this.outq.unsent >= this.sendQueueLimit || this.drainWaiters.waiting;
   }
 
   /**
@@ -265,50 +198,24 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
     return RESOLVED;
   }
 
-  /** Wait until queued bytes fall under the limit (or everything is sent). */
+  /** Wait until queued bytes fall under the limit (or everything is sent); the message timeout fails the connection. */
   private waitDrained(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const w: Waiter<void> = { resolve, reject, timer: null };
-      if (this.messageTimeout !== null) {
-        w.timer = setTimeout(() => {
-          const i = this.drainWaiters.indexOf(w);
-          if (i >= 0) this.drainWaiters.splice(i, 1);
-          this.unrefIfIdle();
-          this.toError(new LwMsgError(Status.TIMEOUT, `send: peer did not read for ${this.messageTimeout} ms`));
-          reject(this.fatal);
-        }, this.messageTimeout);
-      }
-      this.drainWaiters.push(w);
-      this.ref();
-      this.flush();
+    const p = this.drainWaiters.wait(this.messageTimeout, () => {
+      this.unrefIfIdle();
+      this.toError(new LwMsgError(Status.TIMEOUT, `send: peer did not read for ${this.messageTimeout} ms`));
+      return this.fatal!;
     });
+    this.ref();
+    this.flush();
+    return p;
   }
 
   /** Encode one message into the outgoing queue; on failure nothing of it stays queued. */
   private enqueue(message: OutgoingMessage): void {
-    if (message === null || typeof message !== "object") throw new LwMsgError(Status.INVALID_PARAMETER, "send: message must be an object { tag, data }");
-    let entry: ProtocolEntry | undefined;
-    let tag: number;
-    const t = message.tag;
-    if (typeof t === "string") {
-      entry = this.protocol.byName(t);
-      if (!entry) throw new LwMsgError(Status.MALFORMED, `send: tag "${t}" is not in the protocol`);
-      tag = entry.tag;
-    } else if (t === TAG_INVALID) {
-      tag = TAG_INVALID;
-    } else if (typeof t === "number" && Number.isInteger(t)) {
-      entry = this.protocol.byTag(t);
-      if (!entry) throw new LwMsgError(Status.MALFORMED, `send: tag ${t} is not in the protocol`);
-      tag = t;
-    } else throw new LwMsgError(Status.INVALID_PARAMETER, `send: tag must be a protocol name or number, got ${String(t)}`);
-    const flags = message.flags ?? 0;
-    const status = message.status ?? 0;
-    const cookie = message.cookie ?? 0;
-    if (!Number.isInteger(flags) || flags < 0 || flags > 0xff) throw new LwMsgError(Status.INVALID_PARAMETER, `send: flags must be a u8, got ${flags}`);
-    if (!Number.isInteger(status) || status < 0 || status > 0xffffffff) throw new LwMsgError(Status.INVALID_PARAMETER, `send: status must be a u32, got ${status}`);
-    if (!Number.isInteger(cookie) || cookie < 0 || cookie > 0xffff) throw new LwMsgError(Status.INVALID_PARAMETER, `send: cookie must be a u16, got ${cookie}`);
-    if (entry?.hasFds && !this.transport!.caps.fds) this.refuseFds(entry, message.data);
-    this.outq.enqueue(entry, tag, flags, status, cookie, message.data, this.encodeCtx, this.packetSize);
+    const h = resolveOutgoing(this.protocol, message);
+    const entry = h.entry;
+    if (entry !== undefined && entry.hasFds && !this.transport!.caps.fds) this.refuseFds(entry, message.data);
+    this.outq.enqueue(entry, h.tag, h.flags, h.status, h.cookie, message.data, this.encodeCtx, this.packetSize);
   }
 
   /** @internal a message with fd fields on a transport that cannot carry fds (REMOTE). */
@@ -337,14 +244,8 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
   }
 
   private wakeDrainWaiters(): void {
-    if (this.drainWaiters.length === 0) return;
-    if (this.outq.unsent >= this.sendQueueLimit) return;
-    const ws = this.drainWaiters;
-    this.drainWaiters = [];
-    for (const w of ws) {
-      if (w.timer) clearTimeout(w.timer);
-      w.resolve();
-    }
+    if (!this.drainWaiters.waiting || this.outq.unsent >= this.sendQueueLimit) return;
+    this.drainWaiters.release();
     this.unrefIfIdle();
   }
 
@@ -358,17 +259,17 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
    * Only one recv may wait at a time (BUSY otherwise).
    */
   recv(): Promise<ReceivedMessage> {
-    const m = this.takeQueued();
+    const m = this.inbox.take();
     if (m !== undefined) return settled(m);
     if (this.phase !== Phase.ESTABLISHED) return Promise.reject(this.notEstablished("recv"));
     if (this.recvWaiter) return Promise.reject(new LwMsgError(Status.BUSY, "recv: another recv is already waiting on this connection"));
     if (this.outq.unsent > 0) this.flush(); // about to wait: let the request go first
     this.pump();
-    const m2 = this.takeQueued();
+    const m2 = this.inbox.take();
     if (m2 !== undefined) return settled(m2);
     if (this.justSent && this.phase === Phase.ESTABLISHED && this.replyPoll.tryWait(this.transport!)) {
       this.pump();
-      const m3 = this.takeQueued();
+      const m3 = this.inbox.take();
       if (m3 !== undefined) {
         this.justSent = false;
         return settled(m3);
@@ -383,7 +284,7 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
           this.recvWaiter = null;
           this.unrefIfIdle();
           this.toError(new LwMsgError(Status.TIMEOUT, `recv: no message within ${this.messageTimeout} ms`));
-          this.takeQueued(); // the timeout is reported here, not again
+          this.inbox.take(); // the timeout is reported here, not again
           reject(new LwMsgError(Status.TIMEOUT, `recv: no message within ${this.messageTimeout} ms`));
         }, this.messageTimeout);
       }
@@ -399,17 +300,6 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
     return this.recv();
   }
 
-  private takeQueued(): ReceivedMessage | LwMsgError | undefined {
-    const q = this.queue;
-    if (this.queueHead < q.length) {
-      const m = q[this.queueHead]!;
-      q[this.queueHead++] = undefined as never;
-      if (this.queueHead === q.length) q.length = this.queueHead = 0;
-      return m;
-    }
-    return undefined;
-  }
-
   /** Read until the transport has nothing more or a message is ready. */
   private pump(): void {
     while (this.phase === Phase.ESTABLISHED) {
@@ -419,7 +309,7 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
       // (lwmsg §10.10 keeps them queued too). maxFds bounds them.
       if (this.readOnce() <= 0) return;
       this.framer.parse(this);
-      if (this.queueHead < this.queue.length) return;
+      if (this.inbox.ready) return;
     }
   }
 
@@ -427,7 +317,7 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
   private readOnce(): number {
     const f = this.framer;
     f.makeRoom();
-    const fdIn = this.fdIn;
+    const fdIn = this.inbox.fdIn;
     fdIn.compact();
     const t = this.transport!;
     const r = t.read(f.buf, f.wpos, f.buf.length - f.wpos, fdIn.fds, this.maxFds + 1 - fdIn.held);
@@ -460,57 +350,10 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
     return this.phase === Phase.ESTABLISHED;
   }
 
-  /** @internal FrameSink: decode one whole message from bytes[start, end) and queue it (or its synthetic stand-in). */
+  /** @internal FrameSink: decode one whole message into the inbox. */
   message(flags: number, status: number, cookie: number, tag: number, bytes: Uint8Array, start: number, end: number): void {
-    if (tag === TAG_INVALID) {
-      this.queue.push(new ReceivedMessage(tag, undefined, null, flags, status, cookie, null));
-      return;
-    }
-    const entry = this.protocol.byTag(tag);
-    if (!entry) {
-      this.queue.push(new LwMsgError(Status.MALFORMED, `received tag ${tag} is not in the protocol`));
-      return;
-    }
-    const decode = entry.decode;
-    if (!decode) {
-      this.queue.push(new ReceivedMessage(tag, entry.name, null, flags, status, cookie, null));
-      return;
-    }
-    const ctx = this.decodeCtx;
-    const fdIn = this.fdIn;
-    ctx.fdsIn = fdIn.fds;
-    ctx.fdsInPos = fdIn.pos;
-    ctx.fdsTaken.length = 0;
-    const handles = entry.hasHandles ? ctx.handles : null;
-    handles?.beginDecode?.();
-    const r = this.reader;
-    r.reset(bytes, start, end);
-    let data: unknown;
-    try {
-      data = decode(r, ctx);
-    } catch (e) {
-      handles?.decodeFailed?.();
-      fdIn.pos = ctx.fdsInPos;
-      for (const fd of ctx.fdsTaken) closeFd(fd);
-      ctx.fdsTaken.length = 0;
-      const err = e instanceof LwMsgError ? e : new LwMsgError(Status.MALFORMED, String((e as Error)?.message ?? e));
-      const s = err.status;
-      if (s === Status.MALFORMED || s === Status.INVALID_HANDLE || s === Status.OVERFLOW || s === Status.UNDERFLOW) {
-        this.queue.push(new ReceivedMessage(TAG_INVALID, undefined, null, flags | MessageFlags.SYNTHETIC, s, cookie, null));
-      } else if (s === Status.EOF) {
-        // The payload ends before its type does: lwmsg reports running out of fragments as PEER_CLOSE (§3.3).
-        this.toError(new LwMsgError(Status.PEER_CLOSE, `message ${entry.name} is truncated: ${err.message}`));
-      } else this.toError(err);
-      return;
-    }
-    fdIn.pos = ctx.fdsInPos;
-    let fds: number[] | null = null;
-    if (ctx.fdsTaken.length > 0) {
-      fds = ctx.fdsTaken.slice();
-      ctx.fdsTaken.length = 0;
-    }
-    fdIn.compact();
-    this.queue.push(new ReceivedMessage(tag, entry.name, data, flags, status, cookie, fds));
+    const fatal = this.inbox.decode(flags, status, cookie, tag, bytes, start, end);
+    if (fatal !== null) this.toError(fatal);
   }
 
   /** @internal FrameSink: the stream failed (MALFORMED, OVERFLOW, the peer's SHUTDOWN). */
@@ -524,25 +367,20 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
     const t = this.transport;
     if (!t) return;
     let ev = 0;
-    if (this.recvWaiter || this.ioWaiter?.events === READABLE) ev |= READABLE;
-    if (this.outq.unsent > 0 || this.ioWaiter?.events === WRITABLE) ev |= WRITABLE;
+    if (this.recvWaiter || this.ioEvents === READABLE) ev |= READABLE;
+    if (this.outq.unsent > 0 || this.ioEvents === WRITABLE) ev |= WRITABLE;
     if (ev !== 0) t.arm(ev);
   }
 
-  private onReady = (): void => {
-    if (this.ioWaiter) {
-      const w = this.ioWaiter;
-      this.ioWaiter = null;
-      w.resolve();
-      return;
-    }
+  /** @internal Link: the transport is ready while established. */
+  protected ready(): void {
     if (this.phase !== Phase.ESTABLISHED) return;
     if (this.outq.unsent > 0) this.flush();
     if (this.recvWaiter) {
       this.pump();
       // pump() may have failed the connection, which already answered the waiter.
       const w = this.recvWaiter as Waiter<ReceivedMessage> | null;
-      const m = w ? this.takeQueued() : undefined;
+      const m = w ? this.inbox.take() : undefined;
       if (w && m !== undefined) {
         this.recvWaiter = null;
         if (w.timer) clearTimeout(w.timer);
@@ -551,80 +389,11 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
       }
     }
     if (this.phase === Phase.ESTABLISHED) this.armWatch();
-  };
-
-  // Handshake-time I/O: exact reads/writes with a deadline.
-  private ioWaiter: { events: number; resolve: () => void } | null = null;
-  private abortIo: ((e: unknown) => void) | null = null;
-
-  /** @internal wait for the transport to be readable/writable, or the deadline. */
-  protected waitFor(events: number, deadline: number | null, what: string): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | null = null;
-      const done = () => {
-        if (timer) clearTimeout(timer);
-        this.unrefIfIdle();
-        resolve();
-      };
-      this.ioWaiter = { events, resolve: done };
-      this.abortIo = (e: unknown) => {
-        if (timer) clearTimeout(timer);
-        this.ioWaiter = null;
-        this.unrefIfIdle();
-        reject(e);
-      };
-      if (deadline !== null) {
-        timer = setTimeout(() => {
-          this.ioWaiter = null;
-          this.unrefIfIdle();
-          reject(new LwMsgError(Status.TIMEOUT, `${what}: timed out`));
-        }, Math.max(0, deadline - Date.now()));
-      }
-      this.ref();
-      this.transport!.arm(events);
-    });
   }
 
-  /** @internal write all of `bytes` (a greeting, a SHUTDOWN) before the deadline. */
-  protected async writeAll(bytes: Uint8Array, deadline: number | null, what: string): Promise<void> {
-    let off = 0;
-    while (off < bytes.length) {
-      const r = this.transport!.write(bytes, off, bytes.length - off, null, 0);
-      if (r > 0) off += r;
-      else if (r === AGAIN || r === 0) await this.waitFor(WRITABLE, deadline, what);
-      else throw LwMsgError.fromErrno(what, r, true);
-    }
-  }
-
-  /** @internal read the peer's greeting (or the SHUTDOWN that refuses us). Extra bytes stay for the framer. */
-  protected async readGreeting(n: number, deadline: number | null, what: string): Promise<Uint8Array> {
-    const f = this.framer;
-    for (;;) {
-      const g = f.takeGreeting(n);
-      if (g !== null) return g;
-      f.makeRoom();
-      // fds sent with a greeting (AUTH_LOCAL pipe on platforms without peer creds) are not used here.
-      const r = this.transport!.read(f.buf, f.wpos, f.buf.length - f.wpos, null, 0);
-      if (r > 0) f.wpos += r;
-      else if (r === 0) throw new LwMsgError(Status.PEER_CLOSE, `${what}: peer closed the connection`);
-      else if (r === AGAIN) await this.waitFor(READABLE, deadline, what);
-      else throw LwMsgError.fromErrno(what, r, true);
-    }
-  }
-
-  /** @internal */
-  protected ref(): void {
-    if (!this.refd && this.transport) {
-      this.refd = true;
-      this.transport.ref();
-    }
-  }
-
-  private unrefIfIdle(): void {
-    if (this.refd && !this.recvWaiter && this.drainWaiters.length === 0 && !this.ioWaiter) {
-      this.refd = false;
-      this.transport?.unref();
-    }
+  /** @internal Link: a receive or a send is waiting. */
+  protected waiting(): boolean {
+    return this.recvWaiter !== null || this.drainWaiters.waiting;
   }
 
   // ---------------------------------------------------------------- errors and teardown
@@ -640,60 +409,35 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
     if (this.phase === Phase.ERROR || this.phase === Phase.CLOSED) return;
     this.phase = Phase.ERROR;
     this.fatal = e;
-    this.queue.push(e);
+    this.inbox.end(e);
     this.framer.abandonMessage();
     const rw = this.recvWaiter;
     if (rw) {
       this.recvWaiter = null;
       if (rw.timer) clearTimeout(rw.timer);
-      answer(rw, this.takeQueued()!);
+      answer(rw, this.inbox.take()!);
     }
-    this.failDrainWaiters(e);
+    this.drainWaiters.fail(e);
     this.outq.clear();
     // Nothing will be parsed any more: fds not yet claimed by a message can never be (MSG_CTRUNC included).
-    this.fdIn.closeAll();
+    this.inbox.fdIn.closeAll();
     this.unrefIfIdle();
-  }
-
-  private failDrainWaiters(e: unknown): void {
-    const dws = this.drainWaiters;
-    this.drainWaiters = [];
-    for (const w of dws) {
-      if (w.timer) clearTimeout(w.timer);
-      w.reject(e);
-    }
   }
 
   /** @internal close the transport and every fd we hold; waiters fail with `reason`. */
   protected releaseSocket(reason: LwMsgError = new LwMsgError(Status.CANCELLED, "connection closed locally")): void {
-    if (this.abortIo) {
-      const a = this.abortIo;
-      this.abortIo = null;
-      if (this.ioWaiter) a(reason);
-    }
-    this.ioWaiter = null;
     const rw = this.recvWaiter;
     if (rw) {
       this.recvWaiter = null;
       if (rw.timer) clearTimeout(rw.timer);
       rw.reject(reason);
     }
-    this.failDrainWaiters(reason);
+    this.drainWaiters.fail(reason);
     this.outq.clear();
-    this.fdIn.closeAll();
-    // Messages received but never taken by recv(): close their fds.
-    for (let i = this.queueHead; i < this.queue.length; i++) {
-      const m = this.queue[i];
-      if (m instanceof ReceivedMessage) m.dispose();
-    }
-    this.queue.length = this.queueHead = 0;
+    // Messages received but never taken by recv(), and fds never claimed: closed.
+    this.inbox.clear();
     this.framer.clear();
-    if (this.refd) {
-      this.refd = false;
-      this.transport?.unref();
-    }
-    this.transport?.close();
-    this.transport = null;
+    this.closeTransport(reason);
   }
 
   /** Best-effort: flush what is queued, then a SHUTDOWN packet, within the establish timeout. */
@@ -749,5 +493,3 @@ export class Association<P extends Protocol<any> = Protocol<any>> implements Fra
     return this.close();
   }
 }
-
-export { Errno };

@@ -4,7 +4,8 @@
  */
 import { LwMsgError, Status } from "../status.ts";
 import { closeFd } from "../transport/fdqueue.ts";
-import { MessageFlags } from "../wire/packets.ts";
+import type { Protocol, ProtocolEntry } from "../protocol.ts";
+import { MessageFlags, TAG_INVALID } from "../wire/packets.ts";
 
 /** A message to send. `tag` is a protocol name or number; `-1` sends no payload. */
 export interface OutgoingMessage {
@@ -13,6 +14,51 @@ export interface OutgoingMessage {
   flags?: number;
   status?: number;
   cookie?: number;
+}
+
+/** A message's header as it will go on the wire (one object, reused: nothing allocated per send). */
+export interface OutgoingHeader {
+  entry: ProtocolEntry | undefined;
+  tag: number;
+  flags: number;
+  status: number;
+  cookie: number;
+}
+const header: OutgoingHeader = { entry: undefined, tag: 0, flags: 0, status: 0, cookie: 0 };
+
+/**
+ * Check a message to send and resolve its tag (MALFORMED for a tag not in
+ * the protocol, INVALID_PARAMETER for a bad header field). The result is
+ * valid until the next call.
+ */
+export function resolveOutgoing(protocol: Protocol<any>, message: OutgoingMessage): OutgoingHeader {
+  if (message === null || typeof message !== "object") throw new LwMsgError(Status.INVALID_PARAMETER, "send: message must be an object { tag, data }");
+  let entry: ProtocolEntry | undefined;
+  let tag: number;
+  const t = message.tag;
+  if (typeof t === "string") {
+    entry = protocol.byName(t);
+    if (!entry) throw new LwMsgError(Status.MALFORMED, `send: tag "${t}" is not in the protocol`);
+    tag = entry.tag;
+  } else if (t === TAG_INVALID) {
+    tag = TAG_INVALID;
+  } else if (typeof t === "number" && Number.isInteger(t)) {
+    entry = protocol.byTag(t);
+    if (!entry) throw new LwMsgError(Status.MALFORMED, `send: tag ${t} is not in the protocol`);
+    tag = t;
+  } else throw new LwMsgError(Status.INVALID_PARAMETER, `send: tag must be a protocol name or number, got ${String(t)}`);
+  const flags = message.flags ?? 0;
+  const status = message.status ?? 0;
+  const cookie = message.cookie ?? 0;
+  if (!Number.isInteger(flags) || flags < 0 || flags > 0xff) throw new LwMsgError(Status.INVALID_PARAMETER, `send: flags must be a u8, got ${flags}`);
+  if (!Number.isInteger(status) || status < 0 || status > 0xffffffff) throw new LwMsgError(Status.INVALID_PARAMETER, `send: status must be a u32, got ${status}`);
+  if (!Number.isInteger(cookie) || cookie < 0 || cookie > 0xffff) throw new LwMsgError(Status.INVALID_PARAMETER, `send: cookie must be a u16, got ${cookie}`);
+  header.entry = entry;
+  header.tag = tag;
+  header.flags = flags;
+  header.status = status;
+  header.cookie = cookie;
+  return header;
 }
 
 const dispose: typeof Symbol.dispose = (Symbol as { dispose?: typeof Symbol.dispose }).dispose ?? (Symbol.for("Symbol.dispose") as typeof Symbol.dispose);

@@ -25,6 +25,33 @@ export const AssocState = {
 } as const;
 export type AssocState = (typeof AssocState)[keyof typeof AssocState];
 
+/** The association's own phases (lwmsg's connection states, §4, folded to what is observable). */
+export const Phase = { START: 0, CONNECTING: 1, HANDSHAKE: 2, ESTABLISHED: 3, CLOSED: 4, ERROR: 5 } as const;
+export type Phase = (typeof Phase)[keyof typeof Phase];
+
+/** `lwmsg_connection_get_state`'s mapping (§4): established states tell what is half done. */
+export function publicState(phase: Phase, sendPending: boolean, recvPartial: boolean): AssocState {
+  switch (phase) {
+    case Phase.START:
+      return AssocState.NOT_ESTABLISHED;
+    case Phase.CONNECTING:
+      return AssocState.BLOCKED_SEND;
+    case Phase.HANDSHAKE:
+      return AssocState.BLOCKED_SEND_RECV;
+    case Phase.CLOSED:
+      return AssocState.CLOSED;
+    case Phase.ERROR:
+      return AssocState.ERROR;
+    case Phase.ESTABLISHED:
+      if (sendPending) return recvPartial ? AssocState.BLOCKED_SEND_RECV : AssocState.BLOCKED_SEND;
+      return recvPartial ? AssocState.BLOCKED_RECV : AssocState.IDLE;
+  }
+}
+
+export function describePhase(phase: Phase): string {
+  return ["not established", "connecting", "in its handshake", "established", "closed", "in error"][phase]!;
+}
+
 export interface ConnectionOptions {
   /** Preferred maximum packet size; the effective one is the minimum of both peers' (default 8192, ≥ 20). */
   packetSize?: number;

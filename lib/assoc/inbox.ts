@@ -1,0 +1,118 @@
+/**
+ * Received messages waiting for recv(): whole messages from the framer are
+ * decoded here (fds claimed from the incoming fd queue, handles through the
+ * session's table) into a FIFO, or into the synthetic message lwmsg makes
+ * for a payload that fails to decode (§3.4).
+ * @module
+ */
+import { ByteReader, CodecContext, type HandleCodec } from "../codec/io.ts";
+import type { Protocol } from "../protocol.ts";
+import { LwMsgError, Status } from "../status.ts";
+import { FdInQueue, closeFd } from "../transport/fdqueue.ts";
+import { MessageFlags, TAG_INVALID } from "../wire/packets.ts";
+import { ReceivedMessage } from "./message.ts";
+
+export class Inbox {
+  /** Incoming fds, waiting for the message that claims them. */
+  readonly fdIn = new FdInQueue();
+  readonly decodeCtx: CodecContext;
+  private queue: (ReceivedMessage | LwMsgError)[] = [];
+  private head = 0;
+  private readonly reader = new ByteReader(new Uint8Array(0));
+
+  constructor(
+    private readonly protocol: Protocol<any>,
+    handles: HandleCodec | null,
+  ) {
+    this.decodeCtx = new CodecContext(handles);
+  }
+
+  /** A result is waiting. */
+  get ready(): boolean {
+    return this.head < this.queue.length;
+  }
+
+  /** The next result (a message, or the error that ended the stream), if any. */
+  take(): ReceivedMessage | LwMsgError | undefined {
+    const q = this.queue;
+    if (this.head < q.length) {
+      const m = q[this.head]!;
+      q[this.head++] = undefined as never;
+      if (this.head === q.length) q.length = this.head = 0;
+      return m;
+    }
+    return undefined;
+  }
+
+  /** Queue the error that ends the stream, after the good messages. */
+  end(e: LwMsgError): void {
+    this.queue.push(e);
+  }
+
+  /**
+   * Decode one whole message from bytes[start, end) and queue it (or its
+   * synthetic stand-in). Returns an error that must end the connection, or null.
+   */
+  decode(flags: number, status: number, cookie: number, tag: number, bytes: Uint8Array, start: number, end: number): LwMsgError | null {
+    if (tag === TAG_INVALID) {
+      this.queue.push(new ReceivedMessage(tag, undefined, null, flags, status, cookie, null));
+      return null;
+    }
+    const entry = this.protocol.byTag(tag);
+    if (!entry) {
+      this.queue.push(new LwMsgError(Status.MALFORMED, `received tag ${tag} is not in the protocol`));
+      return null;
+    }
+    const decode = entry.decode;
+    if (!decode) {
+      this.queue.push(new ReceivedMessage(tag, entry.name, null, flags, status, cookie, null));
+      return null;
+    }
+    const ctx = this.decodeCtx;
+    const fdIn = this.fdIn;
+    ctx.fdsIn = fdIn.fds;
+    ctx.fdsInPos = fdIn.pos;
+    ctx.fdsTaken.length = 0;
+    const handles = entry.hasHandles ? ctx.handles : null;
+    handles?.beginDecode?.();
+    const r = this.reader;
+    r.reset(bytes, start, end);
+    let data: unknown;
+    try {
+      data = decode(r, ctx);
+    } catch (e) {
+      handles?.decodeFailed?.();
+      fdIn.pos = ctx.fdsInPos;
+      for (const fd of ctx.fdsTaken) closeFd(fd);
+      ctx.fdsTaken.length = 0;
+      const err = e instanceof LwMsgError ? e : new LwMsgError(Status.MALFORMED, String((e as Error)?.message ?? e));
+      const s = err.status;
+      if (s === Status.MALFORMED || s === Status.INVALID_HANDLE || s === Status.OVERFLOW || s === Status.UNDERFLOW) {
+        this.queue.push(new ReceivedMessage(TAG_INVALID, undefined, null, flags | MessageFlags.SYNTHETIC, s, cookie, null));
+        return null;
+      }
+      // The payload ends before its type does: lwmsg reports running out of fragments as PEER_CLOSE (§3.3).
+      if (s === Status.EOF) return new LwMsgError(Status.PEER_CLOSE, `message ${entry.name} is truncated: ${err.message}`);
+      return err;
+    }
+    fdIn.pos = ctx.fdsInPos;
+    let fds: number[] | null = null;
+    if (ctx.fdsTaken.length > 0) {
+      fds = ctx.fdsTaken.slice();
+      ctx.fdsTaken.length = 0;
+    }
+    fdIn.compact();
+    this.queue.push(new ReceivedMessage(tag, entry.name, data, flags, status, cookie, fds));
+    return null;
+  }
+
+  /** Teardown: close the fds of messages never taken and of fds never claimed. */
+  clear(): void {
+    for (let i = this.head; i < this.queue.length; i++) {
+      const m = this.queue[i];
+      if (m instanceof ReceivedMessage) m.dispose();
+    }
+    this.queue.length = this.head = 0;
+    this.fdIn.closeAll();
+  }
+}
