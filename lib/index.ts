@@ -31,3 +31,5 @@ export { Session, tokenToString, tokenHash, tokenCanAccess, localTokenGetEid, lo
 export type { ReplyMessage } from "./session.ts";
 export { Call, CallDirection, CallError } from "./call.ts";
 export type { CallOptions } from "./call.ts";
+export { listenFds, SD_LISTEN_FDS_START } from "./systemd.ts";
+export type { ListenFd, ListenFdsOptions, SocketFamily } from "./systemd.ts";

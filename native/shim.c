@@ -559,3 +559,110 @@ void lw_poller_free(void *pp) {
   free(p);
 }
 #endif
+
+/* ------------------------------------------------------------------------ */
+/* Inherited listening sockets (lib/systemd.ts): what an fd handed to us by
+ * systemd (or any supervisor) is, so it can be refused with a clear reason. */
+
+/* out[0] = address family (AF_UNIX, AF_INET, ...), out[1] = socket type
+ * (SOCK_STREAM, ...), out[2] = 1 if listen() was called on it (SO_ACCEPTCONN).
+ * Returns 0, or -errno (-ENOTSOCK for a file or pipe, -EBADF if not open). */
+int lw_sock_info(int fd, int32_t *out) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  memset(&ss, 0, sizeof ss);
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) return -errno;
+  int type = 0, acc = 0;
+  socklen_t tl = sizeof type, al = sizeof acc;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0) return -errno;
+#ifdef SO_ACCEPTCONN
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) < 0) return -errno;
+#else
+  acc = -1; /* unknown on this platform */
+#endif
+  out[0] = ss.ss_family;
+  out[1] = type;
+  out[2] = acc;
+  return 0;
+}
+
+/* Set FD_CLOEXEC only (sd_listen_fds does no more: the blocking mode is the
+ * caller's business). */
+int lw_fd_set_cloexec(int fd) {
+  int f = fcntl(fd, F_GETFD);
+  if (f < 0 || fcntl(fd, F_SETFD, f | FD_CLOEXEC) < 0) return -errno;
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sealed memfds (lib/shm.ts). Linux only; elsewhere each returns -ENOSYS. */
+#ifdef __linux__
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#ifndef MFD_CLOEXEC
+#define MFD_CLOEXEC 0x0001U
+#endif
+#ifndef MFD_ALLOW_SEALING
+#define MFD_ALLOW_SEALING 0x0002U
+#endif
+#ifndef F_ADD_SEALS
+#define F_ADD_SEALS (1024 + 9)
+#define F_GET_SEALS (1024 + 10)
+#endif
+
+/* memfd_create through syscall(): older libcs (and TinyCC's view of them)
+ * may lack the wrapper. The fd is lifted off 0..2 like every socket. */
+int lw_memfd_create(const char *name, int flags) {
+#ifdef SYS_memfd_create
+  int fd = (int)syscall(SYS_memfd_create, name, (unsigned int)flags);
+  if (fd < 0) return -errno;
+  return lw_lift_fd(fd);
+#else
+  (void)name; (void)flags;
+  return -ENOSYS;
+#endif
+}
+
+/* Sizes cross the FFI as doubles: exact up to 2^53 bytes. */
+int lw_ftruncate(int fd, double size) {
+  if (size < 0) return -EINVAL;
+  return ftruncate(fd, (off_t)size) < 0 ? -errno : 0;
+}
+
+int lw_add_seals(int fd, int seals) { return fcntl(fd, F_ADD_SEALS, seals) < 0 ? -errno : 0; }
+
+/* The seals set on `fd` (>= 0), or -errno (-EINVAL: not a memfd / no sealing). */
+int lw_get_seals(int fd) {
+  int r = fcntl(fd, F_GET_SEALS);
+  return r < 0 ? -errno : r;
+}
+
+/* st_size of `fd`, or -errno. */
+double lw_fd_size(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) < 0) return (double)-errno;
+  return (double)st.st_size;
+}
+
+/* pwrite all of buf[0..len) at `offset`, retrying short writes and EINTR. */
+int lw_pwrite_all(int fd, const uint8_t *buf, double len, double offset) {
+  size_t left = (size_t)len, done = 0;
+  while (left > 0) {
+    ssize_t w = pwrite(fd, buf + done, left, (off_t)offset + (off_t)done);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    done += (size_t)w;
+    left -= (size_t)w;
+  }
+  return 0;
+}
+#else
+int lw_memfd_create(const char *name, int flags) { (void)name; (void)flags; return -ENOSYS; }
+int lw_ftruncate(int fd, double size) { (void)fd; (void)size; return -ENOSYS; }
+int lw_add_seals(int fd, int seals) { (void)fd; (void)seals; return -ENOSYS; }
+int lw_get_seals(int fd) { (void)fd; return -ENOSYS; }
+double lw_fd_size(int fd) { (void)fd; return (double)-ENOSYS; }
+int lw_pwrite_all(int fd, const uint8_t *buf, double len, double offset) { (void)fd; (void)buf; (void)len; (void)offset; return -ENOSYS; }
+#endif

@@ -42,6 +42,16 @@ const symbols = {
   lw_poller_take: { args: ["ptr", "buffer", "i32"], returns: "i32" },
   lw_poller_wakes: { args: ["ptr"], returns: "f64" },
   lw_poller_free: { args: ["ptr"], returns: "void" },
+  // inherited listening sockets (lib/systemd.ts)
+  lw_sock_info: { args: ["i32", "buffer"], returns: "i32" },
+  lw_fd_set_cloexec: { args: ["i32"], returns: "i32" },
+  // sealed memfds (lib/shm.ts)
+  lw_memfd_create: { args: ["buffer", "i32"], returns: "i32" },
+  lw_ftruncate: { args: ["i32", "f64"], returns: "i32" },
+  lw_add_seals: { args: ["i32", "i32"], returns: "i32" },
+  lw_get_seals: { args: ["i32"], returns: "i32" },
+  lw_fd_size: { args: ["i32"], returns: "f64" },
+  lw_pwrite_all: { args: ["i32", "buffer", "f64", "f64"], returns: "i32" },
 } as const satisfies Record<string, FFIFunction>;
 
 function systemBuild(): string | null {
