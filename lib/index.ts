@@ -33,3 +33,5 @@ export { Call, CallDirection, CallError } from "./call.ts";
 export type { CallOptions } from "./call.ts";
 export { listenFds, SD_LISTEN_FDS_START } from "./systemd.ts";
 export type { ListenFd, ListenFdsOptions, SocketFamily } from "./systemd.ts";
+export { createSealedMemfd, sealedMemfdFrom, checkSealedMemfd, mapSealedMemfd, memfdSeals, unmapNow, Seal, REQUIRED_SEALS } from "./shm.ts";
+export type { MemfdOptions } from "./shm.ts";

@@ -658,8 +658,14 @@ int lw_pwrite_all(int fd, const uint8_t *buf, double len, double offset) {
   }
   return 0;
 }
+
+/* Fault in a whole mapping with one call (MADV_POPULATE_READ = 22 /
+ * MADV_POPULATE_WRITE = 23, Linux >= 5.14; older kernels say -EINVAL and the
+ * pages are faulted one by one on first touch, as without this). */
+int lw_madvise(void *addr, double len, int advice) { return madvise(addr, (size_t)len, advice) < 0 ? -errno : 0; }
 #else
 int lw_memfd_create(const char *name, int flags) { (void)name; (void)flags; return -ENOSYS; }
+int lw_madvise(void *addr, double len, int advice) { (void)addr; (void)len; (void)advice; return -ENOSYS; }
 int lw_ftruncate(int fd, double size) { (void)fd; (void)size; return -ENOSYS; }
 int lw_add_seals(int fd, int seals) { (void)fd; (void)seals; return -ENOSYS; }
 int lw_get_seals(int fd) { (void)fd; return -ENOSYS; }

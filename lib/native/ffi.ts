@@ -52,6 +52,7 @@ const symbols = {
   lw_get_seals: { args: ["i32"], returns: "i32" },
   lw_fd_size: { args: ["i32"], returns: "f64" },
   lw_pwrite_all: { args: ["i32", "buffer", "f64", "f64"], returns: "i32" },
+  lw_madvise: { args: ["ptr", "f64", "i32"], returns: "i32" },
 } as const satisfies Record<string, FFIFunction>;
 
 function systemBuild(): string | null {
