@@ -120,6 +120,7 @@ export function authorize(check: TokenCheck, hooks: SessionHooks = {}): SessionH
       check(token);
       return construct ? construct(token, session) : undefined;
     },
-    destruct: hooks.destruct,
+    // Only when given: with exactOptionalPropertyTypes an explicit undefined is not a SessionHooks.
+    ...(hooks.destruct ? { destruct: hooks.destruct } : {}),
   };
 }

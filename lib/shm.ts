@@ -109,7 +109,8 @@ function seal(op: string, fd: number): void {
  * take memory other views still show).
  */
 export function unmapNow(bytes: Uint8Array): void {
-  const buf = bytes.buffer as ArrayBuffer;
+  // ES2024's ArrayBuffer members, typed here so apps with an older `lib` compile this file.
+  const buf = bytes.buffer as ArrayBuffer & { readonly detached: boolean; transfer(newLength?: number): ArrayBuffer };
   if (buf.detached) return;
   if (bytes.byteOffset !== 0 || bytes.byteLength !== buf.byteLength) throw new LwMsgError(Status.INVALID_PARAMETER, "unmapNow: pass the array the mapping returned, not a part of it");
   buf.transfer(0); // moves the mapping into a 0-byte buffer: Bun unmaps it here

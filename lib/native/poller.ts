@@ -102,7 +102,7 @@ export class Poller {
   /** The process-wide poller (one epoll thread serves every fd). */
   static shared(): Poller {
     if (!Poller.instance) {
-      const m = (process.env.LWMSG_POLLER as PollerMechanism | undefined) ?? "doorbell";
+      const m = (process.env["LWMSG_POLLER"] as PollerMechanism | undefined) ?? "doorbell";
       Poller.instance = new Poller(m === "callback" ? "callback" : "doorbell");
     }
     return Poller.instance;
