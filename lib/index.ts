@@ -35,3 +35,4 @@ export { listenFds, SD_LISTEN_FDS_START } from "./systemd.ts";
 export type { ListenFd, ListenFdsOptions, SocketFamily } from "./systemd.ts";
 export { createSealedMemfd, sealedMemfdFrom, checkSealedMemfd, mapSealedMemfd, memfdSeals, unmapNow, Seal, REQUIRED_SEALS } from "./shm.ts";
 export type { MemfdOptions } from "./shm.ts";
+export { dupFd } from "./native/socket.ts";

@@ -25,6 +25,18 @@ blocks.forEach((code, i) => {
       expect(out).toContain(`server saw euid ${process.geteuid!()}`);
       expect(out).toContain("refused: SECURITY");
     }
+    if (code.includes("e.status === Status.PEER_CLOSE")) {
+      expect(out).toMatch(/^PEER_CLOSE: /m); // the message names the status itself
+      expect(out).toContain("is LWMSG_STATUS_PEER_CLOSE");
+    }
+    if (code.includes("dupFd(0)")) {
+      expect(out).toContain("received -1 null");
+      expect(out).toContain("same file as our stdin: true");
+      expect(out).toContain("welcome");
+      expect(out).toContain("the server kept 1 fd");
+    }
+    if (code.includes("mapSealedMemfd")) expect(out).toContain("8388608 true");
+    if (code.includes("listenFds()")) expect(out).toContain("not socket-activated: bound our own socket");
     if (i === 0) {
       expect(out).toContain("hello, fd");
       expect(out).toContain(`pid: ${proc.pid}`); // PAIR tokens carry the process's own pid
