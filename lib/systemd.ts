@@ -87,7 +87,7 @@ function checkListening(fd: number, name: string, families: readonly SocketFamil
   const [af, type, accepting] = [infoOut[0]!, infoOut[1]!, infoOut[2]!];
   const family = AF[af];
   if (family === undefined || !families.includes(family)) {
-    throw new LwMsgError(Status.INVALID_PARAMETER, `socket activation: ${which} is a ${family ?? `family ${af}`} socket; accepted: ${families.join(", ")}`);
+    throw new LwMsgError(Status.INVALID_PARAMETER, `socket activation: ${which} is a socket of family ${family ?? af}; accepted: ${families.join(", ")}`);
   }
   if (type !== SOCK_STREAM) {
     throw new LwMsgError(Status.INVALID_PARAMETER, `socket activation: ${which} is a ${SOCK_NAMES[type] ?? `type ${type}`} socket, not a stream socket (ListenStream= in the .socket unit)`);

@@ -70,7 +70,8 @@ await b.close();
 describe("first import from the installed tarball (postinstall skipped)", () => {
   test("no C compiler on PATH: TinyCC compiles the shim in-process and it serves", async () => {
     writeFileSync(join(app, "first.ts"), program);
-    const r = await run([process.execPath, "first.ts"], { cwd: app, env: { ...process.env, PATH: "/nonexistent", CC: undefined } });
+    const { CC: _cc, ...env } = process.env;
+    const r = await run([process.execPath, "first.ts"], { cwd: app, env: { ...env, PATH: "/nonexistent" } });
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
     expect(JSON.parse(r.out)).toEqual({ loadedBy: "tcc", text: "passed by fd" });

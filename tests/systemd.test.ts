@@ -151,11 +151,27 @@ describe("a socket-activated child", () => {
     try {
       const r = await inspect([fd], {}, { families: "inet,inet6" });
       expect(r.status).toBe(Status.INVALID_PARAMETER);
-      expect(r.error).toContain("is a unix socket; accepted: inet, inet6");
+      expect(r.error).toContain("is a socket of family unix; accepted: inet, inet6");
     } finally {
       closeFd(fd);
     }
   });
+});
+
+test("a TCP socket (ListenStream=127.0.0.1:PORT) is taken when inet is allowed, refused by default", async () => {
+  const parent = join(import.meta.dir, "fixtures", "systemd-tcp-parent.mjs");
+  const viaNode = async (families: string): Promise<Report> => {
+    const p = Bun.spawn(["node", parent, process.execPath, child, families], { stdout: "pipe", stderr: "inherit" });
+    const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+    expect(code).toBe(0);
+    return JSON.parse(out) as Report;
+  };
+  const taken = await viaNode("unix,inet,inet6");
+  expect(taken.error).toBeNull();
+  expect(taken.fds).toEqual([{ fd: 3, name: "tcp", family: "inet" }]);
+  const refusedByDefault = await viaNode("unix");
+  expect(refusedByDefault.status).toBe(Status.INVALID_PARAMETER);
+  expect(refusedByDefault.error).toContain('fd 3 ("tcp") from LISTEN_FDS is a socket of family inet; accepted: unix');
 });
 
 describe("the environment rules (in-process, on an env object)", () => {
