@@ -121,7 +121,8 @@ export function unmapNow(bytes: Uint8Array): void {
  * writable mapping, then seal it (shrink, grow, write, seal). The mapping
  * is unmapped when `fill` returns ({@link unmapNow}; the kernel refuses
  * F_SEAL_WRITE while any writable mapping exists), so `fill` must not keep
- * the array: it is empty afterwards. Returns the fd (close-on-exec), which
+ * the array: it is empty afterwards, and `fill` must be synchronous (an
+ * async one is refused). Returns the fd (close-on-exec), which
  * the caller owns: send it as an `Lw.Fd` field and close it.
  */
 export function createSealedMemfd(size: number, fill: (bytes: Uint8Array) => void, options: MemfdOptions = {}): number {
@@ -133,10 +134,16 @@ export function createSealedMemfd(size: number, fill: (bytes: Uint8Array) => voi
     // Fault every page in with one call rather than one trap per 4 KiB page
     // (64 MiB: 16k faults). Best effort: kernels before 5.14 say EINVAL.
     native.lw_madvise(ptr(bytes), size, MADV_POPULATE_WRITE);
+    let r: unknown;
     try {
-      fill(bytes);
+      r = fill(bytes);
     } finally {
       unmapNow(bytes);
+    }
+    // Writes after an await would land in the detached (empty) array and be lost without a sound.
+    if (r !== null && typeof r === "object" && typeof (r as PromiseLike<unknown>).then === "function") {
+      (r as Promise<unknown>).then(undefined, () => {});
+      throw new LwMsgError(Status.INVALID_PARAMETER, "createSealedMemfd: fill must write synchronously (it returned a promise; the mapping is gone once fill returns). Prepare the data first, or use sealedMemfdFrom");
     }
   } catch (e) {
     native.lw_close(fd);

@@ -86,6 +86,7 @@ describe("making a sealed memfd", () => {
           throw new Error("producer failed");
         }),
       ).toThrow("producer failed");
+      refused(() => createSealedMemfd(4096, (async () => {}) as never), Status.INVALID_PARAMETER, "fill must write synchronously");
       refused(() => createSealedMemfd(0, () => {}), Status.INVALID_PARAMETER, "size must be a positive integer");
       refused(() => sealedMemfdFrom(new Uint8Array(0)), Status.INVALID_PARAMETER, "size must be a positive integer");
     }));
