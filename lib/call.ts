@@ -10,18 +10,13 @@ import type { SecurityToken } from "./token.ts";
 import { LwMsgError, Status } from "./status.ts";
 import type { Session } from "./session.ts";
 import type { Protocol } from "./protocol.ts";
+import type { CallOptions } from "./channel.ts";
+
+export type { CallOptions };
 
 /** `LWMsgCallDirection`. */
 export const CallDirection = { INCOMING: 0, OUTGOING: 1 } as const;
 export type CallDirection = (typeof CallDirection)[keyof typeof CallDirection];
-
-/** Options of `session.call`. */
-export interface CallOptions {
-  /** Aborting cancels the call (`lwmsg_call_cancel`): a CONTROL cancel goes to the callee and the call rejects with CANCELLED once the callee's reply arrives (at once if the request was never sent). */
-  signal?: AbortSignal;
-  /** Milliseconds; when exceeded the call rejects with TIMEOUT at once and is cancelled on the wire (its cookie stays reserved until the callee's reply arrives). */
-  timeout?: number;
-}
 
 /**
  * The error a call rejects with when the reply carries a non-success status.

@@ -35,10 +35,10 @@ import { LwMsgError, Status } from "./status.ts";
 import type { OutgoingMessage, ReceivedMessage } from "./assoc/message.ts";
 import { localToken, localTokenGetEid, localTokenGetPid, tokenCanAccess, tokenHash, tokenToString, tokenType, tokensEqual, type LocalToken, type SecurityToken } from "./token.ts";
 import type { MessageIn, MessageOut, Protocol } from "./protocol.ts";
-import type { CallOptions } from "./call.ts";
+import type { CallOptions, SessionTask, SessionTransport } from "./channel.ts";
 
 export { localToken, localTokenGetEid, localTokenGetPid, tokenCanAccess, tokenHash, tokenToString, tokenType, tokensEqual };
-export type { LocalToken, SecurityToken };
+export type { LocalToken, SecurityToken, SessionTask, SessionTransport };
 
 /** Session constructor/destructor (`lwmsg_peer_set_listen_session_functions`); see lib/security.ts for authorising ones. */
 export interface SessionHooks {
@@ -49,18 +49,6 @@ export interface SessionHooks {
 }
 
 // ------------------------------------------------------------------ session
-
-/** @internal What carries a session's calls (the peer layer). */
-export interface SessionTransport {
-  call(session: Session<any>, message: OutgoingMessage, options: CallOptions | undefined): Promise<ReceivedMessage>;
-}
-
-/** @internal The live association of a session (the peer layer's task). */
-export interface SessionTask {
-  /** 0 while usable, else the status it failed with. */
-  status: number;
-  call(message: OutgoingMessage, options: CallOptions | undefined): Promise<ReceivedMessage>;
-}
 
 /**
  * A reply as `session.call` resolves it: the received message, with `name`

@@ -155,9 +155,9 @@ function peerServer(options: ConstructorParameters<typeof Peer>[1] = {}) {
   });
   server.onException((e) => st.exceptions.push(e));
   // Failed handshakes end quietly (§7.1: PEER_CLOSE drops the task); record their status.
-  const inner = server as unknown as { acceptConnection: (...a: unknown[]) => Promise<unknown> };
-  if (typeof inner.acceptConnection !== "function") throw new Error("Peer.acceptConnection is gone: update the handshake-status probe");
-  const orig = inner.acceptConnection.bind(server);
+  const inner = (server as unknown as { server: { acceptConnection: (...a: unknown[]) => Promise<unknown> } }).server;
+  if (typeof inner?.acceptConnection !== "function") throw new Error("PeerServer.acceptConnection is gone: update the handshake-status probe");
+  const orig = inner.acceptConnection.bind(inner);
   inner.acceptConnection = (...a: unknown[]) => {
     const p = orig(...a);
     p.catch((e) => st.handshakeFailures.push(e instanceof LwMsgError ? e.status : -1));

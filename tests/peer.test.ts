@@ -690,7 +690,7 @@ describe("call protocol (§7.4) against a bare Connection", () => {
     first.destroy();
     const other = Lw.Protocol({ PING_REQUEST: [5, null], ALIEN: [41, null] });
     const raw = new Connection(other);
-    raw.setEndpoint(ConnectionMode.LOCAL, (server as any).listenPoints[0].path);
+    raw.setEndpoint(ConnectionMode.LOCAL, (server as any).server.paths[0]);
     await raw.connect();
     await raw.send({ tag: "ALIEN", cookie: 1 });
     expect(await rejectionStatus(raw.recv())).toBe(Status.PEER_CLOSE);

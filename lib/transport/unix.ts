@@ -145,6 +145,16 @@ export function adoptUnixSocket(fd: number, pair: boolean): UnixTransport {
   return new UnixTransport(fd, pair);
 }
 
+/** As {@link adoptUnixSocket}, but the fd is closed if it cannot be adopted (the callee owns it from the call on). */
+export function adoptUnixSocketOrClose(fd: number, pair: boolean): UnixTransport {
+  try {
+    return adoptUnixSocket(fd, pair);
+  } catch (e) {
+    if (Number.isInteger(fd) && fd >= 0) closeFd(fd);
+    throw e;
+  }
+}
+
 /** A socketpair, both ends as transports (PAIR mode). */
 export function unixPair(): [UnixTransport, UnixTransport] {
   const [a, b] = socketPair();
