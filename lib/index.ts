@@ -31,8 +31,8 @@ export { Session, tokenToString, tokenHash, tokenCanAccess, localTokenGetEid, lo
 export type { ReplyMessage } from "./session.ts";
 export { Call, CallDirection, CallError } from "./call.ts";
 export type { CallOptions } from "./call.ts";
-export { listenFds, SD_LISTEN_FDS_START } from "./systemd.ts";
-export type { ListenFd, ListenFdsOptions, SocketFamily } from "./systemd.ts";
-export { createSealedMemfd, sealedMemfdFrom, checkSealedMemfd, mapSealedMemfd, memfdSeals, unmapNow, Seal, REQUIRED_SEALS } from "./shm.ts";
-export type { MemfdOptions } from "./shm.ts";
+export { listenFds, SD_LISTEN_FDS_START } from "./transport/systemd.ts";
+export type { ListenFd, ListenFdsOptions, SocketFamily } from "./transport/systemd.ts";
+export { createSealedMemfd, sealedMemfdFrom, checkSealedMemfd, mapSealedMemfd, memfdSeals, unmapNow, Seal, REQUIRED_SEALS } from "./transport/shm.ts";
+export type { MemfdOptions } from "./transport/shm.ts";
 export { dupFd } from "./native/socket.ts";

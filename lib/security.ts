@@ -22,7 +22,6 @@
 import { LwMsgError, Status } from "./status.ts";
 import type { LocalToken } from "./connection.ts";
 import type { Session, SessionHooks } from "./session.ts";
-import { selfCredentials } from "./native/socket.ts";
 
 /** Looks at a peer's token; throws (normally `LwMsgError(SECURITY)`) to refuse it. */
 export type TokenCheck = (token: LocalToken) => void;
@@ -45,7 +44,7 @@ function refuse(token: LocalToken, why: string): never {
 
 /** This process's effective uid. */
 function ownEuid(): number {
-  return process.geteuid?.() ?? selfCredentials().uid;
+  return process.geteuid!();
 }
 
 /** Allow only peers whose effective uid is in `uids`. */

@@ -1,4 +1,4 @@
-// Sealed memfds (lib/shm.ts): made, sealed, sent as an Lw.Fd field over a real
+// Sealed memfds (lib/transport/shm.ts): made, sealed, sent as an Lw.Fd field over a real
 // socket, checked and mapped by the receiver; refusals of unsealed, partly
 // sealed, wrong-size and non-memfd fds; the examples/shm demo as a program.
 import { describe, expect, test } from "bun:test";
@@ -9,7 +9,7 @@ import { Lw } from "../lib/lw.ts";
 import { native } from "../lib/native/ffi.ts";
 import { Poller } from "../lib/native/poller.ts";
 import { LwMsgError, Status } from "../lib/status.ts";
-import { checkSealedMemfd, createSealedMemfd, mapSealedMemfd, memfdSeals, REQUIRED_SEALS, Seal, sealedMemfdFrom, unmapNow } from "../lib/shm.ts";
+import { checkSealedMemfd, createSealedMemfd, mapSealedMemfd, memfdSeals, REQUIRED_SEALS, Seal, sealedMemfdFrom, unmapNow } from "../lib/transport/shm.ts";
 import { expectNoFdLeak, fdLeakCheck } from "./helpers/fds.ts";
 
 fdLeakCheck({ settleMs: 3000, warmup: () => (Bun.spawnSync(["true"]), Poller.shared()) });

@@ -1,4 +1,4 @@
-// systemd socket activation (lib/systemd.ts), set up as systemd does it: a real
+// systemd socket activation (lib/transport/systemd.ts), set up as systemd does it: a real
 // child process whose fds 3.. are listening sockets, LISTEN_FDS/LISTEN_FDNAMES in
 // its environment and LISTEN_PID set to its own pid by an `sh -c 'LISTEN_PID=$$
 // exec …'` wrapper (as systemd-socket-activate does); the parent connects and calls.
@@ -10,7 +10,7 @@ import { Poller } from "../lib/native/poller.ts";
 import { ConnectionMode } from "../lib/connection.ts";
 import { LwMsgError, Status } from "../lib/status.ts";
 import { closeFd, listenPath, socketPair } from "../lib/native/socket.ts";
-import { listenFds, SD_LISTEN_FDS_START } from "../lib/systemd.ts";
+import { listenFds, SD_LISTEN_FDS_START } from "../lib/transport/systemd.ts";
 import { activationProtocol } from "./fixtures/systemd-protocol.ts";
 import { fdLeakCheck } from "./helpers/fds.ts";
 import { tempDir } from "./helpers/tmp.ts";

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConnectionMode } from "../../lib/connection.ts";
 import { Peer } from "../../lib/peer.ts";
-import { createSealedMemfd, sealedMemfdFrom } from "../../lib/shm.ts";
+import { createSealedMemfd, sealedMemfdFrom } from "../../lib/transport/shm.ts";
 import { MAX_MESSAGE, shmProtocol } from "./protocol.ts";
 
 function arg(name: string, dflt: number): number {

@@ -7,7 +7,7 @@
  */
 import { ConnectionMode } from "../../lib/connection.ts";
 import { Peer } from "../../lib/peer.ts";
-import { mapSealedMemfd, unmapNow } from "../../lib/shm.ts";
+import { mapSealedMemfd, unmapNow } from "../../lib/transport/shm.ts";
 import { MAX_MESSAGE, shmProtocol } from "./protocol.ts";
 
 const path = process.argv[2];

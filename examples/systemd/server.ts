@@ -12,7 +12,7 @@
  */
 import { ConnectionMode } from "../../lib/connection.ts";
 import { Peer } from "../../lib/peer.ts";
-import { listenFds } from "../../lib/systemd.ts";
+import { listenFds } from "../../lib/transport/systemd.ts";
 import { helloProtocol } from "./protocol.ts";
 
 const inherited = listenFds(); // [] when not socket-activated

@@ -42,10 +42,10 @@ const symbols = {
   lw_poller_take: { args: ["ptr", "buffer", "i32"], returns: "i32" },
   lw_poller_wakes: { args: ["ptr"], returns: "f64" },
   lw_poller_free: { args: ["ptr"], returns: "void" },
-  // inherited listening sockets (lib/systemd.ts)
+  // inherited listening sockets (lib/transport/systemd.ts)
   lw_sock_info: { args: ["i32", "buffer"], returns: "i32" },
   lw_fd_set_cloexec: { args: ["i32"], returns: "i32" },
-  // sealed memfds (lib/shm.ts)
+  // sealed memfds (lib/transport/shm.ts)
   lw_memfd_create: { args: ["buffer", "i32"], returns: "i32" },
   lw_ftruncate: { args: ["i32", "f64"], returns: "i32" },
   lw_add_seals: { args: ["i32", "i32"], returns: "i32" },

@@ -6,9 +6,13 @@
  */
 import { closeFd, dupFd } from "../native/socket.ts";
 import { LwMsgError, Status } from "../status.ts";
-import { MAX_FDS_PER_MESSAGE, MAX_FDS_PER_SENDMSG } from "../wire/packets.ts";
 
 export { closeFd };
+
+/** lwmsg `MAX_FD_PAYLOAD`: fds per message. */
+export const MAX_FDS_PER_MESSAGE = 256;
+/** Linux `SCM_MAX_FD`: fds per sendmsg. */
+export const MAX_FDS_PER_SENDMSG = 253;
 
 /**
  * Outgoing fds: duplicates of the sender's (so the sender may close its own

@@ -20,10 +20,7 @@ export const SHUTDOWN_SIZE = 10;
 /** Smallest packet size a peer may announce (§3.2): below it → MALFORMED. */
 export const MIN_PACKET_SIZE = 20;
 export const DEFAULT_PACKET_SIZE = 8192;
-/** lwmsg `MAX_FD_PAYLOAD`: fds per message. */
-export const MAX_FDS_PER_MESSAGE = 256;
-/** Linux `SCM_MAX_FD`: fds per sendmsg. */
-export const MAX_FDS_PER_SENDMSG = 253;
+export { MAX_FDS_PER_MESSAGE, MAX_FDS_PER_SENDMSG } from "../transport/fdqueue.ts";
 /** `LWMSG_TAG_INVALID`: a message without payload. */
 export const TAG_INVALID = -1;
 

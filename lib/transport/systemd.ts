@@ -26,8 +26,8 @@
  * ```
  * @module
  */
-import { native } from "./native/ffi.ts";
-import { LwMsgError, Status } from "./status.ts";
+import { native } from "../native/ffi.ts";
+import { LwMsgError, Status } from "../status.ts";
 
 /** The first inherited fd (`SD_LISTEN_FDS_START`). */
 export const SD_LISTEN_FDS_START = 3;

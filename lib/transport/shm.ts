@@ -39,8 +39,8 @@
  * @module
  */
 import { ptr } from "bun:ffi";
-import { native } from "./native/ffi.ts";
-import { LwMsgError, Status } from "./status.ts";
+import { native } from "../native/ffi.ts";
+import { LwMsgError, Status } from "../status.ts";
 
 /** File seals (`F_SEAL_*`), as `F_GET_SEALS` reports them. */
 export const Seal = {
