@@ -21,9 +21,13 @@ import { GREETING_SIZE, PacketType, decodeGreeting, encodeGreeting } from "./wir
 export { AssocState, ConnectionMode, ReceivedMessage, checkConnectionOptions, checkProtocol, tokensEqual };
 export type { ConnectionOptions, ConnectionSettings, LocalToken, OutgoingMessage, SecurityToken };
 
-/** Checks the peer's token during the handshake; throwing refuses the peer. */
-export type ConnectAuthorize = (token: LocalToken) => void | Promise<void>;
-export type AcceptAuthorize = (token: LocalToken, connectCookie: Uint8Array) => void | Promise<void>;
+/**
+ * Checks the peer's token during the handshake; throwing refuses the peer.
+ * Declared as methods so a check written for local tokens only
+ * (`(t: LocalToken) => …`, as before REMOTE existed) still type-checks.
+ */
+export type ConnectAuthorize = { check(token: SecurityToken): void | Promise<void> }["check"];
+export type AcceptAuthorize = { check(token: SecurityToken, connectCookie: Uint8Array): void | Promise<void> }["check"];
 
 /**
  * An lwmsg association over a socket (`LWMsgAssoc` created by
@@ -125,7 +129,7 @@ export class Connection<P extends Protocol<any> = Protocol<any>> extends Associa
       await this.writeAll(encodeGreeting(PacketType.CONNECT, this.ownPacketSize, this.connectCookie), deadline, "sending CONNECT");
       const g = decodeGreeting(await this.readGreeting(GREETING_SIZE, deadline, "waiting for ACCEPT"), PacketType.ACCEPT);
       const token = t.identity();
-      if (authorize) await authorize(token as LocalToken);
+      if (authorize) await authorize(token);
       this.establish(g.packetSize, g.cookie, token);
     } catch (e) {
       this.failEstablish();
@@ -158,7 +162,7 @@ export class Connection<P extends Protocol<any> = Protocol<any>> extends Associa
       const token = t.identity();
       if (authorize) {
         try {
-          await authorize(token as LocalToken, g.cookie);
+          await authorize(token, g.cookie);
         } catch (e) {
           this.sendRefusal(e instanceof LwMsgError && e.status !== Status.SUCCESS ? e.status : Status.SECURITY);
           throw e;

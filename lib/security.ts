@@ -3,9 +3,11 @@
  * servers check the peer's token in the session constructor, clients may
  * check the server's token on connect).
  *
- * A {@link TokenCheck} looks at a {@link LocalToken} — which always comes from
- * the kernel (`SO_PEERCRED`), never from the wire — and throws
- * `LwMsgError(SECURITY)` to refuse. Checks compose ({@link anyOf},
+ * A {@link TokenCheck} looks at a {@link SecurityToken} — which always comes
+ * from the kernel (`SO_PEERCRED`) or the TLS session (REMOTE), never from
+ * the wire — and throws `LwMsgError(SECURITY)` to refuse. A uid/gid check
+ * meeting a token that is not local fails closed, and so does a certificate
+ * check meeting a token that is not a verified x509 one. Checks compose ({@link anyOf},
  * {@link allOf}) and plug in where lwmsg has its hooks:
  *
  * ```ts
@@ -20,11 +22,11 @@
  * @module
  */
 import { LwMsgError, Status } from "./status.ts";
-import type { LocalToken } from "./connection.ts";
+import { tokenToString, type LocalToken, type SecurityToken, type X509Token } from "./token.ts";
 import type { Session, SessionHooks } from "./session.ts";
 
 /** Looks at a peer's token; throws (normally `LwMsgError(SECURITY)`) to refuse it. */
-export type TokenCheck = (token: LocalToken) => void;
+export type TokenCheck = { check(token: SecurityToken): void }["check"];
 
 function checkIds(what: string, ids: Iterable<number>): Set<number> {
   if (ids === null || typeof ids !== "object" || typeof (ids as Iterable<number>)[Symbol.iterator] !== "function") {
@@ -38,8 +40,22 @@ function checkIds(what: string, ids: Iterable<number>): Set<number> {
   return set;
 }
 
-function refuse(token: LocalToken, why: string): never {
-  throw new LwMsgError(Status.SECURITY, `peer euid ${token.euid} egid ${token.egid} pid ${token.pid} refused: ${why}`);
+function refuse(token: SecurityToken, why: string): never {
+  if (token.type === "local") throw new LwMsgError(Status.SECURITY, `peer euid ${token.euid} egid ${token.egid} pid ${token.pid} refused: ${why}`);
+  throw new LwMsgError(Status.SECURITY, `peer ${tokenToString(token)} refused: ${why}`);
+}
+
+/** The token as a local one, or a refusal: uid/gid checks fail closed on any other kind (REMOTE peers have no uid). */
+function local(token: SecurityToken, what: string): LocalToken {
+  if (!token || token.type !== "local") refuse(token, `${what} needs a local peer (kernel credentials), got a ${token?.type ?? "missing"} token`);
+  return token;
+}
+
+/** The token as a verified x509 one, or a refusal. */
+function verified(token: SecurityToken, what: string): X509Token {
+  if (!token || token.type !== "x509") refuse(token, `${what} needs a TLS peer with a certificate, got a ${token?.type ?? "missing"} token`);
+  if (!token.authorized) refuse(token, `its certificate did not verify (${token.authorizationError ?? "not authorized"})`);
+  return token;
 }
 
 /** This process's effective uid. */
@@ -52,7 +68,7 @@ export function allowUids(uids: Iterable<number>): TokenCheck {
   const set = checkIds("allowUids", uids);
   const list = [...set].join(", ");
   return (token) => {
-    if (!set.has(token.euid)) refuse(token, `uid not in [${list}]`);
+    if (!set.has(local(token, "allowUids").euid)) refuse(token, `uid not in [${list}]`);
   };
 }
 
@@ -61,7 +77,7 @@ export function allowGids(gids: Iterable<number>): TokenCheck {
   const set = checkIds("allowGids", gids);
   const list = [...set].join(", ");
   return (token) => {
-    if (!set.has(token.egid)) refuse(token, `gid not in [${list}]`);
+    if (!set.has(local(token, "allowGids").egid)) refuse(token, `gid not in [${list}]`);
   };
 }
 
@@ -74,10 +90,57 @@ export function sameUser(options: { allowRoot?: boolean } = {}): TokenCheck {
   const me = ownEuid();
   const root = options.allowRoot !== false;
   return (token) => {
-    if (token.euid === me) return;
-    if (root && token.euid === 0) return;
+    const t = local(token, "sameUser");
+    if (t.euid === me) return;
+    if (root && t.euid === 0) return;
     refuse(token, `not the same user as this process (euid ${me})`);
   };
+}
+
+/** Normalise a SHA-256 fingerprint: hex with or without colons, any case → `AA:BB:…`. */
+function fingerprint(f: string): string {
+  const hex = typeof f === "string" ? f.replace(/:/g, "").toUpperCase() : "";
+  if (!/^[0-9A-F]{64}$/.test(hex)) throw new LwMsgError(Status.INVALID_PARAMETER, `pinFingerprints: expected SHA-256 fingerprints (64 hex digits, colons optional), got ${JSON.stringify(f)}`);
+  return hex.match(/../g)!.join(":");
+}
+
+/**
+ * REMOTE over TLS: allow only peers whose certificate verified and whose
+ * SHA-256 fingerprint is one of `fingerprints` (certificate pinning).
+ */
+export function pinFingerprints(fingerprints: Iterable<string>): TokenCheck {
+  const set = new Set([...fingerprints].map(fingerprint));
+  if (set.size === 0) throw new LwMsgError(Status.INVALID_PARAMETER, "pinFingerprints: needs at least one fingerprint");
+  return (token) => {
+    if (!set.has(verified(token, "pinFingerprints").fingerprint256.toUpperCase())) refuse(token, "certificate fingerprint not pinned");
+  };
+}
+
+/** REMOTE over TLS: allow only verified peers whose subject is one of `subjects` (`"CN=client,O=Example"`, as {@link X509Token.subject} shows it), or whose subject's CN is, for plain names. */
+export function allowSubjects(subjects: Iterable<string>): TokenCheck {
+  const set = new Set([...subjects].map(String));
+  if (set.size === 0) throw new LwMsgError(Status.INVALID_PARAMETER, "allowSubjects: needs at least one subject");
+  return (token) => {
+    const t = verified(token, "allowSubjects");
+    const cn = /(?:^|,)CN=([^,]*)/.exec(t.subject)?.[1];
+    if (!set.has(t.subject) && (cn === undefined || !set.has(cn))) refuse(token, `subject not in [${[...set].join("; ")}]`);
+  };
+}
+
+/** REMOTE over TLS: allow only verified peers whose certificate was issued by one of `issuers` (issuer subject as the token shows it, or its CN). */
+export function allowIssuers(issuers: Iterable<string>): TokenCheck {
+  const set = new Set([...issuers].map(String));
+  if (set.size === 0) throw new LwMsgError(Status.INVALID_PARAMETER, "allowIssuers: needs at least one issuer");
+  return (token) => {
+    const t = verified(token, "allowIssuers");
+    const cn = /(?:^|,)CN=([^,]*)/.exec(t.issuer)?.[1];
+    if (!set.has(t.issuer) && (cn === undefined || !set.has(cn))) refuse(token, `issuer not in [${[...set].join("; ")}]`);
+  };
+}
+
+/** REMOTE over TLS: allow any peer whose certificate verified against the configured CAs. */
+export function verifiedCertificate(): TokenCheck {
+  return (token) => void verified(token, "verifiedCertificate");
 }
 
 /** Passes when every check passes (the first refusal is thrown). */
@@ -115,7 +178,7 @@ export function authorize(check: TokenCheck, hooks: SessionHooks = {}): SessionH
   if (typeof check !== "function") throw new LwMsgError(Status.INVALID_PARAMETER, "authorize: check must be a function (token) => void");
   const construct = hooks.construct;
   return {
-    construct: (token: LocalToken, session: Session<any>) => {
+    construct: (token: SecurityToken, session: Session<any>) => {
       check(token);
       return construct ? construct(token, session) : undefined;
     },

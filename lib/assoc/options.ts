@@ -7,8 +7,14 @@ import { LwMsgError, Status } from "../status.ts";
 import { DEFAULT_PACKET_SIZE, MIN_PACKET_SIZE } from "../wire/packets.ts";
 import type { HandleCodec } from "../codec/io.ts";
 
-/** `LWMsgConnectionMode`. REMOTE (2) is declared by lwmsg and never built there: here it is TCP, with or without TLS. */
-export const ConnectionMode = { NONE: 0, LOCAL: 1, REMOTE: 2, PAIR: 3 } as const;
+/**
+ * `LWMsgConnectionMode` / `LWMsgEndpointType`. REMOTE (2) is declared by
+ * lwmsg's connection API and never built there: here it is TCP, with or
+ * without TLS. DIRECT is lwmsg's `LWMSG_ENDPOINT_DIRECT` (a peer endpoint in
+ * this process, not a connection mode); lwmsg numbers it 2 as well, so it is
+ * 4 here. None of these values goes on the wire.
+ */
+export const ConnectionMode = { NONE: 0, LOCAL: 1, REMOTE: 2, PAIR: 3, DIRECT: 4 } as const;
 export type ConnectionMode = (typeof ConnectionMode)[keyof typeof ConnectionMode];
 
 /** `LWMsgAssocState` (public states). */

@@ -13,6 +13,7 @@ import { LwMsgError, Status } from "../status.ts";
 import { tokenCanAccess } from "../token.ts";
 import type { TokenCheck } from "../security.ts";
 import { AssocChannel } from "./assoc-channel.ts";
+import { DirectChannel, connectDirect } from "./direct.ts";
 import type { TimeoutSweeper } from "./sweeper.ts";
 import { RETRY_CONNECT, asLwError, noop, sameBytes, type ChannelHost } from "./types.ts";
 
@@ -25,13 +26,14 @@ export interface ClientHost extends ChannelHost {
   endSession(session: Session<any>): void;
 }
 
-export type ConnectEndpoint = { kind: "local"; path: string };
+export type ConnectEndpoint = { kind: "local"; path: string } | { kind: "direct"; name: string };
+type Channel = AssocChannel | DirectChannel;
 
 /** Internal per-session bookkeeping of outgoing sessions. */
 interface ClientSessionState {
   /** Connect endpoints apply (false for connectFd sessions: no reconnect). */
   reconnectable: boolean;
-  connecting: Promise<AssocChannel> | null;
+  connecting: Promise<Channel> | null;
   /** The connection being handshaken right now (disconnect destroys it). */
   pending: Connection | null;
   closed: boolean;
@@ -103,7 +105,7 @@ export class PeerClient {
     const signal = options?.signal;
     if (signal?.aborted) throw new CallError(Status.CANCELLED, "call cancelled before it was sent", null);
     const connecting = this.ensureConnected(session, cs);
-    let task: AssocChannel;
+    let task: Channel;
     if (signal) {
       let onAbort: (() => void) | null = null;
       const aborted = new Promise<never>((_, reject) => {
@@ -119,8 +121,8 @@ export class PeerClient {
     return task.call(message, options);
   }
 
-  private ensureConnected(session: Session<any>, cs: ClientSessionState): Promise<AssocChannel> {
-    const t = session.task as AssocChannel | null;
+  private ensureConnected(session: Session<any>, cs: ClientSessionState): Promise<Channel> {
+    const t = session.task as Channel | null;
     if (t !== null && t.status === 0) return Promise.resolve(t);
     if (cs.connecting) return cs.connecting;
     if (!cs.reconnectable) return Promise.reject(t?.error ?? new LwMsgError(Status.INVALID_STATE, "the session's connection is gone and cannot be remade (connectFd)"));
@@ -138,13 +140,14 @@ export class PeerClient {
   }
 
   /** Try each connect endpoint in order (§7.3 step 2). */
-  private async connectEndpointsFor(session: Session<any>, cs: ClientSessionState): Promise<AssocChannel> {
+  private async connectEndpointsFor(session: Session<any>, cs: ClientSessionState): Promise<Channel> {
     if (this.connectEndpoints.length === 0) throw new LwMsgError(Status.INVALID_STATE, "no connect endpoint (addConnectEndpoint)");
     let last: LwMsgError | null = null;
     for (const ep of this.connectEndpoints) {
-      const conn = new Connection(this.host.protocol, this.host.connectionOptions(session));
-      conn.setEndpoint(ConnectionMode.LOCAL, ep.path);
       try {
+        if (ep.kind === "direct") return await this.establishDirect(session, cs, ep.name);
+        const conn = new Connection(this.host.protocol, this.host.connectionOptions(session));
+        conn.setEndpoint(ConnectionMode.LOCAL, ep.path);
         return await this.establishClient(session, cs, conn);
       } catch (e) {
         const err = asLwError(e);
@@ -175,22 +178,43 @@ export class PeerClient {
       conn.destroy();
       throw new LwMsgError(Status.CANCELLED, "disconnected while connecting");
     }
-    const token = conn.peerToken!;
-    const accept = conn.peerCookie!;
-    if (session.peerToken !== null) {
-      if (!tokenCanAccess(session.peerToken, token)) {
-        conn.destroy();
-        throw new LwMsgError(Status.SECURITY, "reconnected to a server with a different identity");
-      }
-      if (!sameBytes(session.acceptId, accept) && session.handleCount > 0) session.resetHandles(this.host._exceptionFn);
-    } else session.peerToken = token;
-    session.acceptId = accept;
+    try {
+      this.adoptServer(session, conn.peerToken!, conn.peerCookie!);
+    } catch (e) {
+      conn.destroy();
+      throw e;
+    }
     const task = new AssocChannel(this.host, session, conn, false);
     session.task = task;
     this.sweeper.clientTasks.add(task);
     this.sweeper.update();
     task.start();
     return task;
+  }
+
+  /** lwmsg's reconnect rules: the server's identity must not change; a new server instance (accept cookie) resets the session's handles. */
+  private adoptServer(session: Session<any>, token: NonNullable<Session<any>["peerToken"]>, accept: Uint8Array): void {
+    if (session.peerToken !== null) {
+      if (!tokenCanAccess(session.peerToken, token)) throw new LwMsgError(Status.SECURITY, "reconnected to a server with a different identity");
+      if (!sameBytes(session.acceptId, accept) && session.handleCount > 0) session.resetHandles(this.host._exceptionFn);
+    } else session.peerToken = token;
+    session.acceptId = accept;
+  }
+
+  /** Connect to a DIRECT endpoint of this process: no socket, the token is our own credentials. */
+  private async establishDirect(session: Session<any>, cs: ClientSessionState, name: string): Promise<DirectChannel> {
+    if (cs.closed) throw new LwMsgError(Status.CANCELLED, "disconnected while connecting");
+    const ch = await connectDirect(name, this.host, session);
+    try {
+      if (cs.closed || session.ended) throw new LwMsgError(Status.CANCELLED, "disconnected while connecting");
+      const { token, acceptId } = ch.peer;
+      if (this.host.authorizeServer) await this.host.authorizeServer(token!);
+      this.adoptServer(session, token!, acceptId);
+    } catch (e) {
+      await ch.disconnect();
+      throw e;
+    }
+    return ch;
   }
 
   /**
@@ -209,8 +233,9 @@ export class PeerClient {
       cs.pending?.destroy();
     }
     if (cs?.connecting) await cs.connecting.then(noop, noop);
-    const t = s.task as AssocChannel | null;
-    if (t) {
+    const t = s.task as Channel | null;
+    if (t instanceof DirectChannel) await t.disconnect();
+    else if (t) {
       t.shutdown(new LwMsgError(Status.CANCELLED, "disconnected"), false);
       await t.finished;
     }

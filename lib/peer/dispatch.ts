@@ -19,16 +19,19 @@ export interface Replier {
 }
 
 /**
- * Dispatch `call` (tag `tag`, payload `data`): a tag above every dispatched
- * tag answers MALFORMED, a tag with no entry UNSUPPORTED, an entry of null
- * UNIMPLEMENTED; otherwise the handler runs and its result (or what it
- * throws) becomes the reply.
+ * Dispatch `call` (tag `tag`, payload `data`). Over a connection (`"assoc"`,
+ * §7.2 step 5) a tag above every dispatched tag answers MALFORMED, a tag
+ * with no entry UNSUPPORTED, an entry of null UNIMPLEMENTED; a DIRECT call
+ * (`"direct"`, `lwmsg_direct_call_dispatch`) answers UNIMPLEMENTED for all
+ * three. Otherwise the handler runs and its result (or what it throws)
+ * becomes the reply.
  */
-export function runIncoming(host: ChannelHost, replier: Replier, call: Call, tag: number, data: unknown, request: { tag: number | string; data?: unknown }): void {
+export function runIncoming(host: ChannelHost, replier: Replier, call: Call, tag: number, data: unknown, request: { tag: number | string; data?: unknown }, rule: "assoc" | "direct" = "assoc"): void {
   const vec = host._dispatch;
-  if (tag < 0 || tag >= vec.length) return replier.reply(call, Status.MALFORMED, TAG_INVALID, undefined);
+  const direct = rule === "direct";
+  if (tag < 0 || tag >= vec.length) return replier.reply(call, direct ? Status.UNIMPLEMENTED : Status.MALFORMED, TAG_INVALID, undefined);
   const h = vec[tag];
-  if (h === undefined) return replier.reply(call, Status.UNSUPPORTED, TAG_INVALID, undefined);
+  if (h === undefined) return replier.reply(call, direct ? Status.UNIMPLEMENTED : Status.UNSUPPORTED, TAG_INVALID, undefined);
   if (h === null) return replier.reply(call, Status.UNIMPLEMENTED, TAG_INVALID, undefined);
   const tr = host._trace;
   if (tr !== null && tr.begin) host._safe(() => tr.begin!(call, request));

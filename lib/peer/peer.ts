@@ -249,10 +249,19 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
   }
   // ------------------------------------------------------------ server
 
-  /** `lwmsg_peer_add_listen_endpoint`: listen on a socket path (`perms` is chmod'ed onto the socket file; default 0o600). */
+  /**
+   * `lwmsg_peer_add_listen_endpoint`: LOCAL listens on a socket path (`perms`
+   * is chmod'ed onto the socket file; default 0o600); DIRECT registers a
+   * name that clients of this process connect to without a socket.
+   */
   addListenEndpoint(mode: ConnectionMode, path: string, perms = 0o600): this {
-    if (mode !== ConnectionMode.LOCAL) throw new LwMsgError(Status.UNSUPPORTED, `addListenEndpoint: only LOCAL endpoints are supported, got mode ${mode}`);
-    if (typeof path !== "string" || path.length === 0) throw new LwMsgError(Status.INVALID_PARAMETER, "addListenEndpoint: path must be a non-empty string");
+    if (typeof path !== "string" || path.length === 0) throw new LwMsgError(Status.INVALID_PARAMETER, "addListenEndpoint: the endpoint must be a non-empty string");
+    if (mode === ConnectionMode.DIRECT) {
+      this.requireStopped("addListenEndpoint");
+      this.server.addEndpoint({ kind: "direct", name: path });
+      return this;
+    }
+    if (mode !== ConnectionMode.LOCAL) throw new LwMsgError(Status.UNSUPPORTED, `addListenEndpoint: unsupported mode ${mode} (LOCAL or DIRECT)`);
     if (!Number.isInteger(perms) || perms < 0 || perms > 0o7777) throw new LwMsgError(Status.INVALID_PARAMETER, `addListenEndpoint: perms must be a permission number like 0o600, got ${perms}`);
     this.requireStopped("addListenEndpoint");
     this.server.addEndpoint({ kind: "local", path, perms });
@@ -329,11 +338,17 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
 
   // ------------------------------------------------------------ client
 
-  /** `lwmsg_peer_add_connect_endpoint`: endpoints are tried in order at each (re)connect. */
+  /**
+   * `lwmsg_peer_add_connect_endpoint`: endpoints are tried in order at each
+   * (re)connect — LOCAL a socket path, DIRECT a name a server of this
+   * process listens on (e.g. DIRECT first, then LOCAL, as lwmsg's daemons'
+   * clients do: in-process when the server is linked in, the socket otherwise).
+   */
   addConnectEndpoint(mode: ConnectionMode, path: string): this {
-    if (mode !== ConnectionMode.LOCAL) throw new LwMsgError(Status.UNSUPPORTED, `addConnectEndpoint: only LOCAL endpoints are supported, got mode ${mode}`);
-    if (typeof path !== "string" || path.length === 0) throw new LwMsgError(Status.INVALID_PARAMETER, "addConnectEndpoint: path must be a non-empty string");
-    this.client.addEndpoint({ kind: "local", path });
+    if (typeof path !== "string" || path.length === 0) throw new LwMsgError(Status.INVALID_PARAMETER, "addConnectEndpoint: the endpoint must be a non-empty string");
+    if (mode === ConnectionMode.DIRECT) this.client.addEndpoint({ kind: "direct", name: path });
+    else if (mode === ConnectionMode.LOCAL) this.client.addEndpoint({ kind: "local", path });
+    else throw new LwMsgError(Status.UNSUPPORTED, `addConnectEndpoint: unsupported mode ${mode} (LOCAL or DIRECT)`);
     return this;
   }
 

@@ -13,6 +13,7 @@ import type { Acceptor, Transport } from "../transport/types.ts";
 import { adoptUnixSocketOrClose } from "../transport/unix.ts";
 import { UnixAcceptor, checkSocketDirectory, isAbstractPath } from "../transport/unix-listen.ts";
 import { AssocChannel } from "./assoc-channel.ts";
+import { DirectServer } from "./direct.ts";
 import type { TimeoutSweeper } from "./sweeper.ts";
 import { asLwError, noop, type ChannelHost } from "./types.ts";
 
@@ -30,7 +31,7 @@ export interface ServerHost extends ChannelHost {
   endSession(session: Session<any>): void;
 }
 
-export type ListenEndpoint = { kind: "local"; path: string; perms: number } | { kind: "fd"; fd: number };
+export type ListenEndpoint = { kind: "local"; path: string; perms: number } | { kind: "fd"; fd: number } | { kind: "direct"; name: string };
 
 /** One listening endpoint of a server and its acceptor while started. */
 class ListenPoint {
@@ -46,6 +47,7 @@ class ListenPoint {
 
   open(backlog: number): void {
     const ep = this.endpoint;
+    if (ep.kind === "direct") return;
     if (ep.kind === "local") this.acceptor = UnixAcceptor.bind(ep.path, backlog, ep.perms);
     else {
       if (this.givenFd < 0) throw new LwMsgError(Status.INVALID_STATE, "listen fd was already used and closed by an earlier stopListen");
@@ -70,6 +72,8 @@ export class PeerServer {
   state: ServerState = ServerState.STOPPED;
   stickyError: LwMsgError | null = null;
   private listenPoints: ListenPoint[] = [];
+  private directNames: string[] = [];
+  private directServers: DirectServer[] = [];
   /** Client slots in use: incoming connections (handshakes included) and sessions whose calls still run. */
   numClients = 0;
   /** Incoming connections per effective uid (maxClientsPerUid bookkeeping). */
@@ -84,7 +88,8 @@ export class PeerServer {
   ) {}
 
   addEndpoint(ep: ListenEndpoint): void {
-    this.listenPoints.push(new ListenPoint(ep));
+    if (ep.kind === "direct") this.directNames.push(ep.name);
+    else this.listenPoints.push(new ListenPoint(ep));
   }
 
   /** The socket paths listened on (for tests and diagnostics). */
@@ -106,8 +111,10 @@ export class PeerServer {
       } else if (host.checkDirectory) checkSocketDirectory(ep.path);
     }
     try {
+      for (const name of this.directNames) this.directServers.push(DirectServer.listen(name, host));
       for (const lp of this.listenPoints) lp.open(host.backlog);
     } catch (e) {
+      for (const d of this.directServers.splice(0)) void d.shutdown();
       for (const lp of this.listenPoints) lp.close();
       this.state = ServerState.ERROR;
       this.stickyError = asLwError(e);
@@ -285,6 +292,7 @@ export class PeerServer {
     for (const c of [...this.handshaking]) c.destroy();
     for (const c of [...this.host._closingConns]) c.destroy(); // goodbyes still flushing: stop waiting for slow readers
     for (const t of [...this.sweeper.serverTasks]) t.shutdown(new LwMsgError(Status.CANCELLED, "the server stopped listening"), false);
+    await Promise.all(this.directServers.splice(0).map((d) => d.shutdown()));
     while (this.finishing.size > 0) await Promise.all([...this.finishing]);
     this.sweeper.update();
   }

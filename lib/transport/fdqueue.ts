@@ -7,7 +7,7 @@
 import { closeFd, dupFd } from "../native/socket.ts";
 import { LwMsgError, Status } from "../status.ts";
 
-export { closeFd };
+export { closeFd, dupFd };
 
 /** lwmsg `MAX_FD_PAYLOAD`: fds per message. */
 export const MAX_FDS_PER_MESSAGE = 256;
