@@ -53,3 +53,36 @@ describe("maxFds before the fds exist (issue 16)", () => {
     b.destroy();
   });
 });
+
+describe("admission before decoding (issue 16)", () => {
+  test("requests beyond maxCallsPerSession are answered BUSY from their header: their payload is never decoded", async () => {
+    const { Peer } = await import("../lib/peer.ts");
+    const { ConnectionMode } = await import("../lib/connection.ts");
+    const { Lw } = await import("../lib/lw.ts");
+    let decoded = 0;
+    const protocol = Lw.Protocol({
+      REQ: [0, Lw.Struct({ id: Lw.UInt32({ verify: () => (decoded++, true) }), pad: Lw.Array(Lw.UInt8(), { length: 1024 }) })],
+      RES: [1, Lw.UInt32()],
+    });
+    const path = `${process.env.TMPDIR ?? "/tmp"}/lwmsg-admit-${process.pid}.sock`;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const server = new Peer(protocol, { maxCallsPerSession: 4 });
+    server.addDispatch({ REQ: async (d) => (await gate, { tag: "RES", data: d.id }) });
+    server.addListenEndpoint(ConnectionMode.LOCAL, path);
+    await server.startListen();
+    const client = new Peer(protocol);
+    client.addConnectEndpoint(ConnectionMode.LOCAL, path);
+    const s = await client.connect();
+    const pad = new Uint8Array(1024);
+    const calls = Array.from({ length: 20 }, (_, id) => s.call({ tag: "REQ", data: { id, pad } }).then((r) => r.data as number, (e) => (e as LwMsgError).status));
+    const busy = await Promise.all(calls.slice(4));
+    expect(busy).toEqual(Array(16).fill(Status.BUSY)); // answered while the first four still run
+    // The client encoded 20 (verify runs before encoding too): the server decoded only the 4 it admitted.
+    expect(decoded).toBe(20 + 4);
+    release();
+    expect(await Promise.all(calls.slice(0, 4))).toEqual([0, 1, 2, 3]);
+    await client.close();
+    await server.close();
+  });
+});

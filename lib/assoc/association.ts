@@ -17,7 +17,7 @@ import { OutboundQueue } from "../wire/outbound.ts";
 import { encodeShutdown } from "../wire/packets.ts";
 import { resolveOutgoing, type OutgoingMessage, type ReceivedMessage } from "./message.ts";
 import { Phase, checkConnectionOptions, checkProtocol, describePhase, publicState, type AssocState, type ConnectionOptions } from "./options.ts";
-import { Inbox } from "./inbox.ts";
+import { Inbox, type Admission } from "./inbox.ts";
 import { Link } from "./link.ts";
 import { ReplyPoll } from "./reply-poll.ts";
 import { DrainWaiters, answer, settled, type Waiter } from "./waiters.ts";
@@ -97,6 +97,11 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
   private set recvWaiter(w: Waiter<ReceivedMessage> | null) {
     if ((w === null) !== (this.waiter === null)) ReplyPoll.parked += w === null ? -1 : 1;
     this.waiter = w;
+  }
+
+  /** @internal the peer layer's admission limit for requests (answered BUSY from their header beyond it). */
+  setAdmission(a: Admission | null): void {
+    this.inbox.admission = a;
   }
 
   /** Swap in the session's handle table (the peer layer does this). */

@@ -12,7 +12,20 @@ import { FdInQueue, closeFd } from "../transport/fdqueue.ts";
 import { MessageFlags, TAG_INVALID } from "../wire/packets.ts";
 import { ReceivedMessage } from "./message.ts";
 
+/** What a server lets in before decoding (issue 16): at most `limit` requests held, in flight or queued. */
+export interface Admission {
+  readonly limit: number;
+  /** Requests the channel is running now. */
+  inFlight(): number;
+}
+
+const NOT_A_REQUEST = MessageFlags.REPLY | MessageFlags.CONTROL | MessageFlags.SYNTHETIC;
+
 export class Inbox {
+  /** Set by the peer layer: requests beyond the limit are answered BUSY from their header, never decoded. */
+  admission: Admission | null = null;
+  /** Decoded requests waiting in the queue (they count against the admission limit). */
+  private queuedRequests = 0;
   /** Incoming fds, waiting for the message that claims them. */
   readonly fdIn = new FdInQueue();
   readonly decodeCtx: CodecContext;
@@ -37,6 +50,7 @@ export class Inbox {
     const q = this.queue;
     if (this.head < q.length) {
       const m = q[this.head]!;
+      if (m instanceof ReceivedMessage && (m.flags & NOT_A_REQUEST) === 0) this.queuedRequests--;
       q[this.head++] = undefined as never;
       if (this.head === q.length) q.length = this.head = 0;
       return m;
@@ -55,7 +69,7 @@ export class Inbox {
    */
   decode(flags: number, status: number, cookie: number, tag: number, bytes: Uint8Array, start: number, end: number): LwMsgError | null {
     if (tag === TAG_INVALID) {
-      this.queue.push(new ReceivedMessage(tag, undefined, null, flags, status, cookie, null));
+      this.push(new ReceivedMessage(tag, undefined, null, flags, status, cookie, null));
       return null;
     }
     const entry = this.protocol.byTag(tag);
@@ -63,9 +77,16 @@ export class Inbox {
       this.queue.push(new LwMsgError(Status.MALFORMED, `received tag ${tag} is not in the protocol`));
       return null;
     }
+    const adm = this.admission;
+    // A request beyond the limit is answered BUSY without its payload ever being decoded (a type with
+    // fd fields must be decoded: only its decoder knows how many of the queued fds are its own).
+    if (adm !== null && (flags & NOT_A_REQUEST) === 0 && !entry.hasFds && adm.inFlight() + this.queuedRequests >= adm.limit) {
+      this.queue.push(new ReceivedMessage(tag, entry.name, null, flags | MessageFlags.SYNTHETIC, Status.BUSY, cookie, null));
+      return null;
+    }
     const decode = entry.decode;
     if (!decode) {
-      this.queue.push(new ReceivedMessage(tag, entry.name, null, flags, status, cookie, null));
+      this.push(new ReceivedMessage(tag, entry.name, null, flags, status, cookie, null));
       return null;
     }
     const ctx = this.decodeCtx;
@@ -102,8 +123,13 @@ export class Inbox {
       ctx.fdsTaken.length = 0;
     }
     fdIn.compact();
-    this.queue.push(new ReceivedMessage(tag, entry.name, data, flags, status, cookie, fds));
+    this.push(new ReceivedMessage(tag, entry.name, data, flags, status, cookie, fds));
     return null;
+  }
+
+  private push(m: ReceivedMessage): void {
+    if ((m.flags & NOT_A_REQUEST) === 0) this.queuedRequests++;
+    this.queue.push(m);
   }
 
   /** Teardown: close the fds of messages never taken and of fds never claimed. */
@@ -113,6 +139,7 @@ export class Inbox {
       if (m instanceof ReceivedMessage) m.dispose();
     }
     this.queue.length = this.head = 0;
+    this.queuedRequests = 0;
     this.fdIn.closeAll();
   }
 }

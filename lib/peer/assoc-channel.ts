@@ -63,6 +63,15 @@ export class AssocChannel implements SessionTask, Replier {
   }
 
   start(): void {
+    // Requests beyond maxCallsPerSession are answered BUSY from their header, before their payload is decoded.
+    const peer = this.peer;
+    const inCalls = this.inCalls;
+    this.conn.setAdmission({
+      get limit() {
+        return peer._maxCallsPerSession;
+      },
+      inFlight: () => inCalls.size,
+    });
     this.pump();
   }
 
