@@ -55,14 +55,10 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
   private fatal: LwMsgError | null = null;
   /** @internal the peer closed (EOF): no goodbye is sent. */
   protected eofSeen = false;
-
-  // outgoing
   private readonly outq: OutboundQueue;
   private flushScheduled = false;
   private readonly drainWaiters = new DrainWaiters();
   private readonly encodeCtx: CodecContext;
-
-  // incoming
   /** @internal */
   protected readonly framer: InboundFramer;
   private readonly inbox: Inbox;
@@ -301,12 +297,15 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
 
   /** `lwmsg_assoc_send_message_transact`: send, then receive the next message. */
   async transact(message: OutgoingMessage): Promise<ReceivedMessage> {
-    await this.send(message);
-    return this.recv();
+    return this.send(message).then(() => this.recv());
   }
 
   /** Read until the transport has nothing more or a message is ready. */
   private pump(): void {
+    if (this.framer.wpos > this.framer.rpos) {
+      this.framer.parse(this); // bytes left by a parse that stopped at the admission limit
+      if (this.inbox.ready) return;
+    }
     while (this.phase === Phase.ESTABLISHED) {
       // fds not yet claimed stay queued even when every byte is parsed: a
       // sendmsg that the kernel takes only in part carries all its fds with
@@ -350,9 +349,9 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
     return r;
   }
 
-  /** @internal FrameSink: the framer runs while established. */
+  /** @internal FrameSink: the framer runs while established and the inbox has room (admission). */
   get open(): boolean {
-    return this.phase === Phase.ESTABLISHED;
+    return this.phase === Phase.ESTABLISHED && !this.inbox.full;
   }
 
   /** @internal FrameSink: decode one whole message into the inbox. */

@@ -40,6 +40,12 @@ export class Inbox {
     this.decodeCtx = new CodecContext(handles);
   }
 
+  /** Requests running and decoded requests waiting fill the admission limit: decode nothing more until some are taken. */
+  get full(): boolean {
+    const adm = this.admission;
+    return adm !== null && this.queuedRequests > 0 && adm.inFlight() + this.queuedRequests >= adm.limit;
+  }
+
   /** A result is waiting. */
   get ready(): boolean {
     return this.head < this.queue.length;
@@ -78,9 +84,11 @@ export class Inbox {
       return null;
     }
     const adm = this.admission;
-    // A request beyond the limit is answered BUSY without its payload ever being decoded (a type with
-    // fd fields must be decoded: only its decoder knows how many of the queued fds are its own).
-    if (adm !== null && (flags & NOT_A_REQUEST) === 0 && !entry.hasFds && adm.inFlight() + this.queuedRequests >= adm.limit) {
+    // While the handlers already running fill the limit, a request is answered BUSY without its payload
+    // ever being decoded (a type with fd fields must be decoded: only its decoder knows which queued fds
+    // are its own). Decoded requests waiting in the queue do not make others BUSY: they stop the parse
+    // instead (see `full`), so a pipelining client is slowed down, not refused.
+    if (adm !== null && (flags & NOT_A_REQUEST) === 0 && !entry.hasFds && adm.inFlight() >= adm.limit) {
       this.queue.push(new ReceivedMessage(tag, entry.name, null, flags | MessageFlags.SYNTHETIC, Status.BUSY, cookie, null));
       return null;
     }
