@@ -123,10 +123,12 @@ export interface WireArray extends WireCommon {
   kind: "array";
   of: WireType;
   length: WireLength;
-  /** Text (`LWMSG_ATTR_STRING`): 8-bit elements presented as a JS string (UTF-8 on the wire). */
+  /** Text (`LWMSG_ATTR_STRING`): elements presented as a JS string, decoded per `encoding` (see {@link textForm}). */
   string?: boolean;
-  /** `LWMSG_ATTR_ENCODING` print hint, e.g. `"hex+ascii"`. */
+  /** `LWMSG_ATTR_ENCODING`: for text, what the elements mean (UTF-8 when absent); for other arrays a print hint, e.g. `"hex+ascii"`. */
   encoding?: string;
+  /** Text presented as its exact bytes (`Uint8Array`), whatever they are. */
+  bytes?: boolean;
 }
 export interface WireVoid extends WireCommon {
   kind: "void";
@@ -158,6 +160,52 @@ export interface WireRec extends WireCommon {
 export interface WireRef extends WireCommon {
   kind: "ref";
   id: string;
+}
+
+/** How a text array becomes a JS value: decoded as UTF-8, latin1, ascii or 16-bit code units (`ucs-2`/`utf-16`), or kept as exact bytes. */
+export type TextForm = "utf-8" | "latin1" | "ascii" | "utf-16" | "bytes";
+
+const TEXT_FORMS: Record<string, Exclude<TextForm, "bytes">> = {
+  "": "utf-8", // lwmsg's LWMSG_ATTR_STRING: "the C string"; ours is UTF-8
+  "utf-8": "utf-8",
+  utf8: "utf-8",
+  "hex+ascii": "utf-8", // a print hint only
+  latin1: "latin1",
+  "iso-8859-1": "latin1",
+  "iso8859-1": "latin1",
+  ascii: "ascii",
+  "us-ascii": "ascii",
+  // pbis's LWMSG_PWSTR: uint16 elements; the LE/BE in the iconv name is the C memory order, the wire is big-endian
+  "ucs-2": "utf-16",
+  ucs2: "utf-16",
+  "ucs-2le": "utf-16",
+  "ucs-2be": "utf-16",
+  "utf-16": "utf-16",
+  utf16: "utf-16",
+  "utf-16le": "utf-16",
+  "utf-16be": "utf-16",
+};
+
+/**
+ * The text form of a text array (`string: true`), or INVALID_PARAMETER when
+ * the combination cannot be decoded and encoded back exactly: an encoding
+ * this runtime cannot round-trip, 16-bit forms on other than `uint16`
+ * elements, other forms on other than 8-bit elements, or a non-UTF-8 form on
+ * static- or member-length text.
+ */
+export function textForm(a: WireArray): TextForm {
+  const of = a.of;
+  const width = of.kind === "int" ? of.width : 0;
+  if (a.bytes) {
+    if (width !== 1 || a.length.term !== "zero") bad("bytes: true needs zero-terminated 8-bit text (Lw.String)");
+    return "bytes";
+  }
+  const name = (a.encoding ?? "").toLowerCase();
+  const form = Object.hasOwn(TEXT_FORMS, name) ? TEXT_FORMS[name]! : undefined;
+  if (form === undefined) bad(`string encoding "${a.encoding}" cannot be decoded and re-encoded exactly here; use bytes: true to take the exact bytes`);
+  if (form === "utf-16" ? width !== 2 || (of as WireInt).signed : width !== 1) bad(`string encoding "${a.encoding}" needs ${form === "utf-16" ? "uint16" : "8-bit integer"} elements`);
+  if (form !== "utf-8" && a.length.term !== "zero") bad(`string encoding "${a.encoding}" needs zero-terminated text (Lw.String)`);
+  return form;
 }
 
 /** The wire description stored under `"x-lwmsg"`. */
@@ -463,9 +511,9 @@ export type LengthSpec = number | "zero" | (string & {});
 /** Options of {@link Array}. */
 export interface ArrayOptions {
   length: LengthSpec;
-  /** 8-bit elements presented as a JS string (`LWMSG_ATTR_STRING` when zero-terminated). Static-length text is NUL-padded. */
+  /** Elements presented as a JS string (`LWMSG_ATTR_STRING` when zero-terminated), UTF-8 unless `encoding` says otherwise. Static-length text is NUL-padded. */
   string?: boolean;
-  /** Print hint (`LWMSG_ATTR_ENCODING`), e.g. `"hex+ascii"`. */
+  /** `LWMSG_ATTR_ENCODING`: for text, as in {@link StringOptions.encoding} (non-UTF-8 text must be zero-terminated); otherwise a print hint, e.g. `"hex+ascii"`. */
   encoding?: string;
   verify?: VerifyFn;
   sensitive?: boolean;
@@ -517,8 +565,8 @@ function LwArray<T extends TSchema, const O extends ArrayOptions>(element: T, op
   const fixed = length.term === "static" ? length.count : undefined;
   let schema: TSchema;
   if (opts.string) {
-    if (!byte) bad("string arrays need 8-bit integer elements");
     wire.string = true;
+    textForm(wire);
     schema = Type.String(fixed !== undefined ? { maxLength: fixed } : {});
   } else if (byte && !(of as WireInt).signed) {
     schema = Type.Uint8Array(fixed !== undefined ? { minByteLength: fixed, maxByteLength: fixed } : {});
@@ -572,29 +620,59 @@ export function Pointer<T extends TSchema, const O extends PointerOptions = {}>(
   return withWire(schema as TSchema, wire) as LwSchema<PointerOf<T, O>, WirePointer>;
 }
 
+/** `LWMSG_ATTR_ENCODING` values {@link String} can decode and encode back exactly (case-insensitive; `ucs-2le`/`-be`, `utf-16le`/`-be`, `iso-8859-1`, `us-ascii` also work). */
+export type StringEncoding = "utf-8" | "latin1" | "ascii" | "ucs-2" | "utf-16";
+
 /** Options of {@link String}. */
 export interface StringOptions {
   notNull?: boolean;
   aliasable?: boolean;
-  /** Bytes of the decoded referent including the terminator (lwmsg counts count + 1). */
+  /** Bytes of the decoded referent including the terminator (lwmsg counts count + 1 elements). */
   maxAlloc?: number;
-  /** Print hint; the bytes are always UTF-8. */
-  encoding?: string;
-  verify?: VerifyFn<string | null>;
+  /**
+   * `LWMSG_ATTR_ENCODING`: what the C side's elements are. Default UTF-8
+   * (8-bit elements). `"latin1"`/`"ascii"`: 8-bit elements, one per
+   * character. `"ucs-2"`/`"utf-16"`: `uint16` elements (pbis's
+   * `LWMSG_PWSTR`), one per UTF-16 code unit, big-endian on the wire, the
+   * count in elements. Any other name is INVALID_PARAMETER (use `bytes`).
+   */
+  encoding?: StringEncoding | (string & {});
+  /** Present the string as its exact bytes (`Uint8Array`), for data that need not be text in any encoding (file names). */
+  bytes?: boolean;
+  verify?: VerifyFn<any>;
   sensitive?: boolean;
 }
 
+/** The TypeBox type of `Lw.String(O)`. */
+export type StringOf<O> = O extends { bytes: true }
+  ? O extends { notNull: true }
+    ? TUint8Array
+    : TUnion<[TUint8Array, TNull]>
+  : O extends { notNull: true }
+    ? TString
+    : TUnion<[TString, TNull]>;
+
 /**
- * `LWMSG_PSTR`: a pointer to a zero-terminated UTF-8 char array. Wire: `FF`,
- * u32 byte length (the NUL is not counted and not written), the bytes; `00`
- * for null. `string | null`, or `string` with `notNull`. A string containing
- * NUL cannot be encoded (MALFORMED): a C receiver would truncate it.
+ * `LWMSG_PSTR`: a pointer to a zero-terminated char array. Wire: `FF`, u32
+ * element count (the NUL is not counted and not written), the elements; `00`
+ * for null. `string | null`, or `string` with `notNull`; `Uint8Array` with
+ * `bytes: true`. Strings are never changed silently (README, "Strings"):
+ * bytes that are not valid in the declared encoding (UTF-8 by default) are
+ * MALFORMED on decode, and so is an embedded NUL, both ways (a C receiver
+ * would cut the string there).
  */
-function LwString<const O extends StringOptions = {}>(opts?: O): LwSchema<O extends { notNull: true } ? TString : TUnion<[TString, TNull]>, WirePointer> {
-  const arr: WireArray = { kind: "array", of: { kind: "int", width: 1, signed: false }, length: { term: "zero" }, string: true };
-  if (opts?.encoding !== undefined) arr.encoding = opts.encoding;
+function LwString<const O extends StringOptions = {}>(opts?: O): LwSchema<StringOf<O>, WirePointer> {
+  const wide = opts?.encoding !== undefined && !opts.bytes && TEXT_FORMS[String(opts.encoding).toLowerCase()] === "utf-16";
+  const arr: WireArray = { kind: "array", of: { kind: "int", width: wide ? 2 : 1, signed: false }, length: { term: "zero" }, string: true };
+  if (opts?.encoding !== undefined) {
+    if (typeof opts.encoding !== "string") bad("encoding must be a string");
+    arr.encoding = opts.encoding;
+  }
+  if (opts?.bytes) arr.bytes = true;
+  textForm(arr);
   const wire = pointerWire(arr, opts);
-  const schema = wire.notNull ? Type.String() : Type.Union([Type.String(), Type.Null()]);
+  const value = opts?.bytes ? Type.Uint8Array() : Type.String();
+  const schema = wire.notNull ? value : Type.Union([value, Type.Null()]);
   return withWire(schema, wire) as any;
 }
 

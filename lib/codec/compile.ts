@@ -40,6 +40,7 @@
 import { LwMsgError, Status } from "../status.ts";
 import type { Decoder, Encoder } from "./io.ts";
 import * as RT from "./runtime.ts";
+import * as TEXT from "./text.ts";
 import { wireOf, type WireType } from "../types.ts";
 import { analyze } from "./analyze.ts";
 import { EncGen } from "./encode-gen.ts";
@@ -61,6 +62,9 @@ export interface CompiledCodec<T = unknown> {
 }
 
 const cache = new WeakMap<object, CompiledCodec>();
+
+/** What generated code calls as `$`: the runtime helpers and the text codecs. */
+const HELPERS = Object.freeze({ ...RT, ...TEXT });
 
 /**
  * Build (once; cached per schema object) the encoder and decoder of an `Lw`
@@ -160,8 +164,8 @@ function build(wire: WireType): CompiledCodec {
   let encode: Encoder;
   let decode: Decoder;
   try {
-    encode = new Function("K", "$", encSrc)(kEnc, RT) as Encoder;
-    decode = new Function("K", "$", decSrc)(kDec, RT) as Decoder;
+    encode = new Function("K", "$", encSrc)(kEnc, HELPERS) as Encoder;
+    decode = new Function("K", "$", decSrc)(kDec, HELPERS) as Decoder;
   } catch (e) {
     throw new LwMsgError(Status.INTERNAL, `codec generation failed: ${(e as Error).message}`, { cause: e });
   }

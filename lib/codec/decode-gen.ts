@@ -4,10 +4,11 @@
  * @module
  */
 import { Status } from "../status.ts";
-import type { WireArray, WireCustom, WireHandle, WireInt, WirePointer, WireStruct, WireType, WireUnion } from "../types.ts";
+import { textForm, type WireArray, type WireCustom, type WireHandle, type WireInt, type WirePointer, type WireStruct, type WireType, type WireUnion } from "../types.ts";
 import { earlyable, fixedSize, freeNames, minWire, nativeSize, type Reg } from "./analyze.ts";
 import { Gen, key, pathExpr, prop, type Scope } from "./gen.ts";
 import * as RT from "./runtime.ts";
+import { StrMemo } from "./text.ts";
 
 export class DecGen extends Gen {
   /** Some array of zero-size elements draws on the decode's budget `Z`. */
@@ -224,8 +225,23 @@ export class DecGen extends Gen {
       this.need(fixedSize(of) * len.count, sc);
     }
     if (a.string) {
-      if (len.term === "static") this.emit(`${t} = $.utf8ReadPadded(buf, p, p + ${n}); p += ${n};`);
-      else this.emit(`${t} = $.strAt(buf, p, ${n}, ${this.k(new RT.StrMemo())}); p += ${n};`);
+      // text is never changed on the way in: what the form refuses (bad UTF-8, a NUL, ...) is MALFORMED, naming the field
+      const form = textForm(a);
+      const refused = (size: string) => `if (${t} === null) throw $.textErr(buf, p, ${n}, ${JSON.stringify(form)}, ${P()}${len.term === "static" ? ", true" : ""}); p += ${size};`;
+      if (form === "bytes") {
+        this.emit(`${t} = buf.slice(p, p + ${n}); if (${t}.indexOf(0) !== -1) ${t} = null;`);
+        this.emit(refused(n));
+      } else if (form === "utf-16") {
+        this.emit(`${t} = $.utf16Text(buf, p, ${n});`);
+        this.emit(refused(`2 * ${n}`));
+      } else if (form !== "utf-8") {
+        this.emit(`${t} = $.byteText(buf, p, ${n}, ${form === "latin1" ? 255 : 127});`);
+        this.emit(refused(n));
+      } else {
+        if (len.term === "static") this.emit(`${t} = $.utf8ReadPadded(buf, p, p + ${n});`);
+        else this.emit(`${t} = $.strAt(buf, p, ${n}, ${this.k(new StrMemo())});`);
+        this.emit(refused(n));
+      }
       return;
     }
     const byteArr = of.kind === "int" && of.width === 1;

@@ -4,7 +4,7 @@
  * @module
  */
 import { Status } from "../status.ts";
-import type { WireArray, WireCustom, WireHandle, WireInt, WirePointer, WireRec, WireStruct, WireType, WireUnion } from "../types.ts";
+import { textForm, type WireArray, type WireCustom, type WireHandle, type WireInt, type WirePointer, type WireRec, type WireStruct, type WireType, type WireUnion } from "../types.ts";
 import { admitsNullish, admitsUndefined, fixedSize, freeNames } from "./analyze.ts";
 import { Gen, pathExpr, prop, type Scope } from "./gen.ts";
 
@@ -173,7 +173,7 @@ export class EncGen extends Gen {
     this.ensure(1);
     this.emit(`buf[p++] = 0; } else {`);
     if (w.to.kind === "array" && w.to.string && w.to.length.term === "zero" && !w.to.verify) {
-      this.string(x, sc, true);
+      this.string(w.to, x, sc, true);
     } else {
       this.ensure(1);
       this.emit(`buf[p++] = 255;`);
@@ -197,14 +197,34 @@ export class EncGen extends Gen {
     }
   }
 
-  /** Zero-terminated text: u32 byte count (NUL excluded), then UTF-8; with `flag`, the FF presence byte first. */
-  string(x: string, sc: Scope, flag: boolean): void {
+  /** Zero-terminated text: u32 element count (NUL excluded), then the elements; with `flag`, the FF presence byte first. */
+  string(a: WireArray, x: string, sc: Scope, flag: boolean): void {
     const P = pathExpr(sc.path);
     this.flush();
     const n = this.v("n");
     const q = this.v("q");
     const hdr = flag ? 5 : 4;
+    const form = textForm(a);
+    if (form === "bytes") {
+      this.emit(`if (!(${x} instanceof Uint8Array)) throw $.typeErr("a Uint8Array", ${x}, ${P});`);
+      this.emit(`$.checkBytes(${x}, ${P}); const ${n} = ${x}.length;`);
+      this.ensure(`${hdr} + ${n}`);
+      if (flag) this.emit(`buf[p] = 255;`);
+      this.emit(`view.setUint32(p${flag ? " + 1" : ""}, ${n}); p += ${hdr};`);
+      this.emit(`if (${n} <= 2048) buf.set(${x}, p); else $.copyBytes(${x}, buf, p); p += ${n};`);
+      return;
+    }
     this.emit(`if (typeof ${x} !== "string") throw $.typeErr("a string", ${x}, ${P});`);
+    if (form !== "utf-8") {
+      // one element per char: latin1/ascii bytes or 16-bit code units
+      const wide = form === "utf-16";
+      this.emit(`const ${n} = ${x}.length;`);
+      this.ensure(wide ? `${hdr} + 2 * ${n}` : `${hdr} + ${n}`);
+      if (flag) this.emit(`buf[p] = 255;`);
+      this.emit(`view.setUint32(p${flag ? " + 1" : ""}, ${n});`);
+      this.emit(wide ? `p = $.utf16Write(buf, ${x}, p + ${hdr}, ${P});` : `p = $.byteTextWrite(buf, ${x}, p + ${hdr}, ${form === "latin1" ? 255 : 127}, ${P});`);
+      return;
+    }
     this.emit(`const ${n} = ${x}.length;`);
     this.ensure(`${hdr} + ${n} * 3`);
     if (flag) this.emit(`buf[p] = 255;`);
@@ -223,7 +243,7 @@ export class EncGen extends Gen {
     const of = a.of;
     const len = a.length;
     if (a.string) {
-      if (len.term === "zero") return this.string(x, sc, false);
+      if (len.term === "zero") return this.string(a, x, sc, false);
       this.emit(`if (typeof ${x} !== "string") throw $.typeErr("a string", ${x}, ${P()});`);
       const b = this.v("b");
       this.emit(`const ${b} = $.utf8Length(${x});`);

@@ -97,6 +97,14 @@ export function printValue(wire: WireType, value: unknown): string {
 
   const arrayBody = (a: WireArray, v: unknown, dom: unknown): void => {
     if (a.string) {
+      if (v instanceof Uint8Array) {
+        // exact bytes (bytes: true): printable ASCII as is, anything else escaped
+        if (a.encoding === "hex+ascii") return hexAscii(out, v);
+        let s = "";
+        for (const c of v) s += c >= 32 && c <= 126 && c !== 92 ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, "0")}`;
+        out.print(`"${s}"`);
+        return;
+      }
       if (a.encoding === "hex+ascii") return hexAscii(out, new TextEncoder().encode(String(v)));
       out.print(`"${String(v)}"`);
       return;

@@ -193,96 +193,6 @@ export function tag(v: unknown): number {
   return NaN;
 }
 
-// ---------------------------------------------------------------------------
-// UTF-8. Bun's Buffer has native utf8Write/utf8Slice that work on any offset
-// without creating a subarray; keep one Buffer view per underlying buffer so
-// the common case (the connection's reused writer/reader) allocates nothing.
-
-type NativeBuf = Buffer & {
-  utf8Write?(s: string, offset: number, length?: number): number;
-  utf8Slice?(start: number, end: number): string;
-};
-let wU8: Uint8Array | null = null;
-let wBuf: NativeBuf | null = null;
-let rU8: Uint8Array | null = null;
-let rBuf: NativeBuf | null = null;
-const te = new TextEncoder();
-const td = new TextDecoder("utf-8");
-const hasNative = typeof (Buffer.prototype as NativeBuf).utf8Write === "function" && typeof (Buffer.prototype as NativeBuf).utf8Slice === "function";
-
-/**
- * Write `s` as UTF-8 at `at` (room for 3 bytes per UTF-16 unit must already
- * be reserved); returns the end position. A NUL inside the string is
- * MALFORMED: zero-terminated strings cannot carry it.
- */
-export function utf8Write(u8: Uint8Array, s: string, at: number, path: string): number {
-  if (s.indexOf("\0") !== -1) throw fail(Status.MALFORMED, path, "string contains NUL");
-  if (hasNative) {
-    if (u8 !== wU8 || wBuf!.length !== u8.length) {
-      wU8 = u8;
-      wBuf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength) as NativeBuf;
-    }
-    return at + wBuf!.utf8Write!(s, at);
-  }
-  return at + te.encodeInto(s, u8.subarray(at)).written;
-}
-
-/** UTF-8 byte length of `s` (for static/member-length text). */
-export function utf8Length(s: string): number {
-  return Buffer.byteLength(s, "utf8");
-}
-
-/** Decode UTF-8 bytes `[start, end)` (invalid sequences become U+FFFD, as TextDecoder does). */
-export function utf8Read(u8: Uint8Array, start: number, end: number): string {
-  if (hasNative) {
-    if (u8 !== rU8 || rBuf!.length !== u8.length) {
-      rU8 = u8;
-      rBuf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength) as NativeBuf;
-    }
-    return rBuf!.utf8Slice!(start, end);
-  }
-  return td.decode(u8.subarray(start, end));
-}
-
-/**
- * Per-site memo of the last short ASCII string a decoder produced: IPC
- * messages repeat the same names, paths and user names, and comparing ≤ 32
- * bytes is several times cheaper than creating a string. Strings are
- * immutable, so handing out the same instance again is invisible to callers.
- * Only ASCII strings are kept (their bytes are their char codes), so a miss
- * costs no copy.
- */
-export class StrMemo {
-  s: string | null = null;
-}
-
-/** Decode a string of `n` bytes at `p`, reusing `m`'s last result when the bytes are the same. */
-export function strAt(u8: Uint8Array, p: number, n: number, m: StrMemo): string {
-  if (n > 32) return utf8Read(u8, p, p + n);
-  const last = m.s;
-  if (last !== null && last.length === n) {
-    let i = 0;
-    while (i < n && u8[p + i] === last.charCodeAt(i)) i++;
-    if (i === n) return last;
-  }
-  let or = 0;
-  for (let i = 0; i < n; i++) or |= u8[p + i]!;
-  if (or >= 128 || !hasNative) {
-    m.s = null;
-    return utf8Read(u8, p, p + n);
-  }
-  // latin1Slice is the cheapest way to make a string, and exact for ASCII
-  return (m.s = latin1(u8, p, p + n));
-}
-
-function latin1(u8: Uint8Array, start: number, end: number): string {
-  if (u8 !== rU8 || rBuf!.length !== u8.length) {
-    rU8 = u8;
-    rBuf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength) as NativeBuf;
-  }
-  return (rBuf as NativeBuf & { latin1Slice(s: number, e: number): string }).latin1Slice(start, end);
-}
-
 // Large copies go in 2 KiB pieces: glibc copies bigger blocks with `rep movsb`,
 // which is 20-30× slower on this class of machine when the destination sits
 // just past the source modulo 4 KiB (e.g. a payload at offset 8 of a packet).
@@ -299,11 +209,4 @@ export function copyBytes(src: Uint8Array | Int8Array, dst: Uint8Array, at: numb
   }
   const u8 = src instanceof Uint8Array ? src : new Uint8Array(src.buffer, src.byteOffset, n);
   for (let o = 0; o < n; o += CHUNK) bcopy.call(u8, dst, at + o, o, Math.min(n, o + CHUNK));
-}
-
-/** Static-length text: the bytes up to the first NUL. */
-export function utf8ReadPadded(u8: Uint8Array, start: number, end: number): string {
-  let e = start;
-  while (e < end && u8[e] !== 0) e++;
-  return utf8Read(u8, start, e);
 }

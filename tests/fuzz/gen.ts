@@ -369,6 +369,10 @@ class ValueGen {
       n = v;
     } else n = this.deep ? 0 : rng.chance(0.1) ? rng.int(5, this.opts.maxCount ?? 24) : rng.int(0, 4);
     if (w.string) {
+      if (w.bytes) return Uint8Array.from(rng.bytes(rng.int(0, 24)), (b) => b || 1);
+      if (w.of.kind === "int" && w.of.width === 2) return String.fromCharCode(...Array.from({ length: rng.int(0, 24) }, () => rng.int(1, 0xffff)));
+      const max = w.encoding === "latin1" ? 255 : w.encoding === "ascii" ? 127 : 0;
+      if (max) return String.fromCharCode(...Array.from({ length: rng.int(0, 24) }, () => rng.int(1, max)));
       if (w.length.term === "zero") return randomString(rng, 64);
       if (w.length.term === "static") return randomString(rng, n);
       let s = "";

@@ -134,9 +134,10 @@ export function layoutOf(root: WireType, recs: Map<string, WireType>, bytes: Uin
         }
         const of = w.of;
         if (w.string || (of.kind === "int" && of.width === 1)) {
-          need(n);
-          if (n > 0) fields.push({ off: p, size: n, kind: "bytes" });
-          p += n;
+          const size = of.kind === "int" ? n * of.width : n;
+          need(size);
+          if (size > 0) fields.push({ off: p, size, kind: "bytes" });
+          p += size;
           return null;
         }
         for (let i = 0; i < n; i++) value(of, env);

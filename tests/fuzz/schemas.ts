@@ -231,6 +231,9 @@ for (const [pname, p] of Object.entries(protocols)) {
   }));
   add(S, "fuzz.BigStatic", Lw.Struct({ xs: Lw.Array(Lw.UInt32(), { length: 300 }), s: Lw.Array(Lw.UInt8(), { length: 64, string: true }) }));
   add(S, "fuzz.SignedWide", Lw.Struct({ e: Lw.Enum({ NEG: -5, POS: 5 }, { width: 4, signed: true }), r: Lw.Int8({ range: [-3, 3] }), q: Lw.UInt16({ range: [100, 200] }) }));
+  // (new schemas go last: the live fuzzer's protocol numbers them in order, and the corpus pins those tags)
+  // issue 15: the other string forms (exact bytes, latin1, ascii, 16-bit code units)
+  add(S, "strings.Forms", Lw.Struct({ raw: Lw.String({ bytes: true }), l1: Lw.String({ encoding: "latin1" }), a: Lw.String({ encoding: "ascii", notNull: true }), w: Lw.String({ encoding: "ucs-2" }) }));
 }
 
 /** All schemas, in a fixed order. */
