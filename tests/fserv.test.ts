@@ -164,6 +164,28 @@ describe("clients", () => {
     });
   });
 
+  test("paths travel as exact bytes: a Latin-1 name (caf\\xe9, as a C client sends it) opens that file, not its UTF-8 twin (issue 15)", async () => {
+    const latin1 = Buffer.from(tmp.join("caf\xe9.txt"), "latin1");
+    const utf8 = Buffer.from(tmp.join("caf\xe9.txt"), "utf8");
+    writeFileSync(latin1, "latin1 twin");
+    writeFileSync(utf8, "utf8 twin");
+    await withServer(async (s, opens) => {
+      const c = new FservClient(s.socketPath);
+      for (const [path, want] of [[latin1, "latin1 twin"], [utf8, "utf8 twin"]] as const) {
+        const h = await c.open(new Uint8Array(path), OPEN_MODE.READ);
+        expect(new TextDecoder().decode(await c.read(h, 100))).toBe(want);
+        await c.close(h);
+      }
+      expect(opens.map((o) => [o.err, Buffer.from(o.pathBytes).equals(latin1) ? "latin1" : Buffer.from(o.pathBytes).equals(utf8) ? "utf8" : "?"])).toEqual([
+        [0, "latin1"],
+        [0, "utf8"],
+      ]);
+      expect(opens[0]!.path.endsWith("caf\\xe9.txt")).toBe(true);
+      expect(opens[1]!.path.endsWith("caf\xe9.txt")).toBe(true);
+      await c.disconnect();
+    });
+  });
+
   test("a close(2) that fails on the server comes back as FSERV_ERROR_RES with its errno (as fserver-dispatch.c); the client's proxy is released anyway", async () => {
     const file = tmp.join("closed-behind.txt");
     writeFileSync(file, "x");

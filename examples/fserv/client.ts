@@ -11,7 +11,7 @@ import type { ReplyMessage } from "../../lib/session.ts";
 import type { MessageOut } from "../../lib/protocol.ts";
 import { ConnectionMode } from "../../lib/connection.ts";
 import type { Handle } from "../../lib/handle.ts";
-import { DEFAULT_SOCKET_PATH, fservProtocol, type FservProtocol } from "./protocol.ts";
+import { DEFAULT_SOCKET_PATH, fservProtocol, pathBytes, showPath, type FservProtocol } from "./protocol.ts";
 
 const names = new Map<number, string>(Object.entries(osc.errno as Record<string, number>).map(([k, v]) => [v, k]));
 
@@ -54,10 +54,10 @@ export class FservClient {
     return pick(r as ReplyNamed<N>);
   }
 
-  /** `fserv_open`: a handle for `path` opened with OPEN_MODE bits. */
-  open(path: string, mode: number): Promise<Handle> {
-    return this.call({ tag: "FSERV_OPEN_REQ", data: { path, mode } }, "FSERV_OPEN_RES", path, (r) => {
-      if (!r.data) throw new Error(`${path}: FSERV_OPEN_RES without a handle`);
+  /** `fserv_open`: a handle for `path` (a string goes as UTF-8; bytes go exactly) opened with OPEN_MODE bits. */
+  open(path: string | Uint8Array, mode: number): Promise<Handle> {
+    return this.call({ tag: "FSERV_OPEN_REQ", data: { path: pathBytes(path), mode } }, "FSERV_OPEN_RES", showPath(path), (r) => {
+      if (!r.data) throw new Error(`${showPath(path)}: FSERV_OPEN_RES without a handle`);
       return r.data;
     });
   }
@@ -83,8 +83,8 @@ export class FservClient {
   }
 
   /** Added: open `path` on the server and receive the descriptor itself (the caller closes it). */
-  openFd(path: string, mode: number): Promise<number> {
-    return this.call({ tag: "FSERV_OPEN_FD_REQ", data: { path, mode } }, "FSERV_OPEN_FD_RES", path, (r) => r.takeFd(r.data.fd));
+  openFd(path: string | Uint8Array, mode: number): Promise<number> {
+    return this.call({ tag: "FSERV_OPEN_FD_REQ", data: { path: pathBytes(path), mode } }, "FSERV_OPEN_FD_RES", showPath(path), (r) => r.takeFd(r.data.fd));
   }
 
   /** Disconnect (the server closes whatever this client left open). */

@@ -14,8 +14,13 @@ export const OpenMode = Lw.Enum({}, { width: 1, masks: OPEN_MODE, name: "OpenMod
 /** `LWMSG_HANDLE(FileHandle)`: an open file on the server. */
 export const FileHandle = Lw.Handle("FileHandle");
 
-/** `OpenRequest { pstr path; OpenMode mode }` */
-export const OpenRequest = Lw.Struct({ path: Lw.String(), mode: OpenMode }, { name: "OpenRequest" });
+/**
+ * `OpenRequest { pstr path; OpenMode mode }`. The path is taken as its exact
+ * bytes (`bytes: true`): a Linux file name is any bytes but `/` and NUL, and a
+ * C client sends whatever it has (a Latin-1 `caf\xe9` is a different file from
+ * a UTF-8 `café`).
+ */
+export const OpenRequest = Lw.Struct({ path: Lw.String({ bytes: true }), mode: OpenMode }, { name: "OpenRequest" });
 /** `ReadRequest { FileHandle handle; uint64 size }` */
 export const ReadRequest = Lw.Struct({ handle: FileHandle, size: Lw.UInt64() }, { name: "ReadRequest" });
 /** `ReadReply { uint64 size; uint8* data /* length: size *\/ }` (data NULL at end of file) */
@@ -41,6 +46,25 @@ export const fservProtocol = Lw.Protocol({
   FSERV_OPEN_FD_RES: [9, OpenFdReply],
 });
 export type FservProtocol = typeof fservProtocol;
+
+/** A path for the wire: a JS string as its UTF-8 bytes, bytes as they are. */
+export function pathBytes(path: string | Uint8Array): Uint8Array {
+  return typeof path === "string" ? new TextEncoder().encode(path) : path;
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** A path's bytes for logs and messages: UTF-8 when they are, else printable ASCII with `\xNN` for the rest. */
+export function showPath(path: Uint8Array | string): string {
+  if (typeof path === "string") return path;
+  try {
+    return strictUtf8.decode(path);
+  } catch {
+    let s = "";
+    for (const c of path) s += c >= 0x20 && c < 0x7f && c !== 0x5c ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, "0")}`;
+    return s;
+  }
+}
 
 /** `FSERV_SOCKET_PATH` of the C example; `FSERV_SOCKET` in the environment overrides it. */
 export const DEFAULT_SOCKET_PATH = process.env.FSERV_SOCKET || "/tmp/.fserv-socket";

@@ -16,7 +16,7 @@ import type { Call } from "../../lib/call.ts";
 import type { Session } from "../../lib/session.ts";
 import { ConnectionMode, type SecurityToken } from "../../lib/connection.ts";
 import type { Handle } from "../../lib/handle.ts";
-import { DEFAULT_SOCKET_PATH, OPEN_MODE, fservProtocol, parseSocketArg, type FservProtocol } from "./protocol.ts";
+import { DEFAULT_SOCKET_PATH, OPEN_MODE, fservProtocol, parseSocketArg, showPath, type FservProtocol } from "./protocol.ts";
 
 const E = osc.errno as Record<string, number>;
 const S_IRUSR = 0o400, S_IWUSR = 0o200, S_IRGRP = 0o040, S_IWGRP = 0o020, S_IROTH = 0o004, S_IWOTH = 0o002;
@@ -73,7 +73,10 @@ function openFlags(mode: number): number {
 
 /** An open request as the server saw it (for logs and the demo). */
 export interface OpenEvent {
+  /** The path for display ({@link showPath}). */
   path: string;
+  /** The path's exact bytes, as received (empty for a NULL path). */
+  pathBytes: Uint8Array;
   mode: number;
   token: SecurityToken | null;
   /** 0 when the file was opened, else the errno sent back. */
@@ -103,14 +106,17 @@ export function createFileServer(options: FileServerOptions = {}) {
   const peer = new Peer(fservProtocol);
 
   /** Check and open; returns the fd or the errno. */
-  function authorizeAndOpen(call: Call<FservProtocol>, path: string | null, mode: number, via: "handle" | "fd"): { fd: number } | { err: number } {
+  function authorizeAndOpen(call: Call<FservProtocol>, raw: Uint8Array | null, mode: number, via: "handle" | "fd"): { fd: number } | { err: number } {
     const token = call.token;
+    const path = raw === null ? "" : showPath(raw);
     let err = 0;
     let fd = -1;
-    if (path === null) err = E.EINVAL!;
+    if (raw === null) err = E.EINVAL!;
     else {
+      // the file system gets the exact bytes the client sent (node:fs takes a Buffer as a raw path)
+      const fsPath = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
       try {
-        const st = statSync(path);
+        const st = statSync(fsPath);
         err = checkPermissions(token, { uid: st.uid, gid: st.gid, mode: st.mode }, mode);
       } catch (e) {
         err = errnoOf(e);
@@ -118,13 +124,13 @@ export function createFileServer(options: FileServerOptions = {}) {
       if (err === 0) {
         log(`Permission granted for (uid = ${token?.euid}, gid = ${token?.egid}) to open ${path}`);
         try {
-          fd = openSync(path, openFlags(mode));
+          fd = openSync(fsPath, openFlags(mode));
         } catch (e) {
           err = errnoOf(e);
         }
       } else if (err === E.EPERM) log(`Permission denied for (uid = ${token?.euid}, gid = ${token?.egid}) to ${mode & OPEN_MODE.WRITE ? "write" : "read"} ${path}`);
     }
-    options.onOpen?.({ path: path ?? "", mode, token, err, via });
+    options.onOpen?.({ path, pathBytes: raw ?? new Uint8Array(0), mode, token, err, via });
     return err === 0 ? { fd } : { err };
   }
 
@@ -132,12 +138,12 @@ export function createFileServer(options: FileServerOptions = {}) {
 
   peer.addDispatch({
     FSERV_OPEN_REQ: (req, call) => {
-      log(`fserv_open() of ${req.path} on session ${call.session.id}`);
+      log(`fserv_open() of ${showPath(req.path ?? "(null)")} on session ${call.session.id}`);
       const r = authorizeAndOpen(call, req.path, req.mode, "handle");
       if ("err" in r) return { tag: "FSERV_ERROR_RES", data: { err: r.err } };
-      const data: FileData = { fd: r.fd, mode: req.mode, path: req.path! };
+      const data: FileData = { fd: r.fd, mode: req.mode, path: showPath(req.path!) };
       const h = call.session.registerHandle("FileHandle", data, (d) => closeSync(d.fd));
-      log(`Successfully opened ${req.path} as fd ${r.fd} for session ${call.session.id}`);
+      log(`Successfully opened ${data.path} as fd ${r.fd} for session ${call.session.id}`);
       return { tag: "FSERV_OPEN_RES", data: h };
     },
     FSERV_READ_REQ: (req, call) => {
@@ -177,7 +183,7 @@ export function createFileServer(options: FileServerOptions = {}) {
       return { tag: "FSERV_VOID_RES" };
     },
     FSERV_OPEN_FD_REQ: (req, call) => {
-      log(`fserv_open_fd() of ${req.path} on session ${call.session.id}`);
+      log(`fserv_open_fd() of ${showPath(req.path ?? "(null)")} on session ${call.session.id}`);
       const r = authorizeAndOpen(call, req.path, req.mode, "fd");
       if ("err" in r) return { tag: "FSERV_ERROR_RES", data: { err: r.err } };
       // The connection sends a duplicate; ours is closed once the reply is on its way.
