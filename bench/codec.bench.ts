@@ -11,6 +11,11 @@
 // while ours must copy (the connection reuses its receive buffer), so (b) pays
 // one 4 KiB allocation per message that they do not.
 //
+// Two lwmsg rows: "lwmsg" is the internal path (a reused writer and reader, as
+// the connection uses them), "Lw.*" the public functions users call per
+// message: `Lw.decode(T, Lw.encode(T, v))`, a fresh byte array per encode,
+// like `JSON.stringify`, msgpackr's `pack` and avsc's `toBuffer`.
+//
 // Each run measures every (case, codec) pair once with mitata's `measure`,
 // interleaved so machine noise hits all codecs alike; the table shows the
 // median ops/s over the runs with the min–max spread, and the ratio of ours to
@@ -149,7 +154,9 @@ const cases: Case[] = [
   { name: "(d) nested+union+enum", schema: Nested, value: nested, json: nested, avro: nestedAvro, avroValue: nestedAvroValue },
 ];
 
-const CODECS = ["lwmsg", "JSON", "msgpackr", "avsc"] as const;
+const CODECS = ["lwmsg", "Lw.*", "JSON", "msgpackr", "avsc"] as const;
+const OTHERS = ["JSON", "msgpackr", "avsc"] as const;
+type Other = (typeof OTHERS)[number];
 type Codec = (typeof CODECS)[number];
 
 /** A round-trip function per (case, codec); each is checked once for correctness. */
@@ -181,10 +188,12 @@ function roundTrips(c: Case): Record<Codec, () => unknown> {
     const json = () => JSON.parse(JSON.stringify(pool[j++ & mask]));
     const mp = () => unpack(pack(pool[k++ & mask]));
     const avsc = () => at.fromBuffer(at.toBuffer(pool[l++ & mask]));
+    let m = 0;
+    const pub = () => Lw.decode(c.schema, Lw.encode(c.schema, pool[m++ & mask]));
     for (const x of pool) {
-      if (!eq(lw(), x) || !eq(json(), x) || !eq(norm(mp()), norm(x)) || at.compare(avsc(), x) !== 0) throw new Error(`${c.name}: a round trip differs`);
+      if (!eq(lw(), x) || !eq(pub(), x) || !eq(json(), x) || !eq(norm(mp()), norm(x)) || at.compare(avsc(), x) !== 0) throw new Error(`${c.name}: a round trip differs`);
     }
-    return { lwmsg: lw, JSON: json, msgpackr: mp, avsc };
+    return { lwmsg: lw, "Lw.*": pub, JSON: json, msgpackr: mp, avsc };
   }
   const v = c.value;
   const lw = () => {
@@ -200,12 +209,15 @@ function roundTrips(c: Case): Record<Codec, () => unknown> {
   const mp = () => unpack(pack(v));
   const av = c.avroValue;
   const avsc = () => at.fromBuffer(at.toBuffer(av));
+  const T = c.schema;
+  const pub = () => Lw.decode(T, Lw.encode(T, v));
   // sanity: everything really round-trips the data
   if (!eq(lw(), v)) throw new Error(`${c.name}: lwmsg round trip differs`);
+  if (!eq(pub(), v)) throw new Error(`${c.name}: Lw.encode/Lw.decode round trip differs`);
   if (!eq(json(), js)) throw new Error(`${c.name}: JSON round trip differs`);
   if (!eq(norm(mp()), norm(v))) throw new Error(`${c.name}: msgpackr round trip differs`);
   if (at.compare(avsc(), av) !== 0) throw new Error(`${c.name}: avsc round trip differs`);
-  return { lwmsg: lw, JSON: json, msgpackr: mp, avsc };
+  return { lwmsg: lw, "Lw.*": pub, JSON: json, msgpackr: mp, avsc };
 }
 
 /** ops/s of `fn` (1e9 / mean ns per call). */
@@ -239,7 +251,51 @@ function encodeAllocates(c: Case): number {
 export interface CodecBenchResult {
   case: string;
   opsPerSec: Record<Codec, number[]>;
-  ratio: Record<Exclude<Codec, "lwmsg">, number[]>;
+  /** Internal path (reused writer and reader) ÷ each competitor, per run. */
+  ratio: Record<Other, number[]>;
+  /** Public functions (`Lw.encode` + `Lw.decode`) ÷ each competitor, per run. */
+  publicRatio: Record<Other, number[]>;
+}
+
+/** Heap growth per `Lw.decode(T, Lw.encode(T, v))` beyond its two results (the encoded bytes and the decoded value). */
+function publicAllocates(c: Case): number {
+  if (c.pool) return NaN;
+  const T = c.schema;
+  const v = c.value;
+  const n = 100_000;
+  const keep: unknown[] = new Array(n);
+  const run = () => {
+    for (let i = 0; i < n; i++) keep[i] = Lw.decode(T, Lw.encode(T, v as never));
+  };
+  // the results alone, built the same way through the internal path, are the baseline
+  const { encode, decode } = Lw.compile(T);
+  const w = new ByteWriter(64 * 1024);
+  const r = new ByteReader(w.buf);
+  const ctx = new CodecContext();
+  const bytes: unknown[] = new Array(n);
+  const base = () => {
+    for (let i = 0; i < n; i++) {
+      w.pos = 0;
+      encode(v, w, ctx);
+      bytes[i] = w.buf.slice(0, w.pos);
+      r.pos = 0;
+      r.end = w.pos;
+      keep[i] = decode(r, ctx);
+    }
+  };
+  const grow = (f: () => void) => {
+    f();
+    keep.fill(undefined);
+    bytes.fill(undefined);
+    Bun.gc(true);
+    const before = process.memoryUsage().heapUsed;
+    f();
+    const after = process.memoryUsage().heapUsed;
+    keep.fill(undefined);
+    bytes.fill(undefined);
+    return (after - before) / n;
+  };
+  return Math.max(0, grow(run) - grow(base));
 }
 
 /** Run the codec comparison and print the table; returns the raw per-run numbers. */
@@ -249,8 +305,9 @@ export async function runCodecBench(opts: { quick?: boolean; runs?: number } = {
   const fns = cases.map(roundTrips);
   const results: CodecBenchResult[] = cases.map((c) => ({
     case: c.name,
-    opsPerSec: { lwmsg: [], JSON: [], msgpackr: [], avsc: [] },
+    opsPerSec: { lwmsg: [], "Lw.*": [], JSON: [], msgpackr: [], avsc: [] },
     ratio: { JSON: [], msgpackr: [], avsc: [] },
+    publicRatio: { JSON: [], msgpackr: [], avsc: [] },
   }));
   for (let run = 0; run < runs; run++) {
     for (let i = 0; i < cases.length; i++) {
@@ -260,22 +317,40 @@ export async function runCodecBench(opts: { quick?: boolean; runs?: number } = {
         once[codec] = await opsPerSec(fns[i]![codec], quick);
         res.opsPerSec[codec].push(once[codec]!);
       }
-      for (const other of ["JSON", "msgpackr", "avsc"] as const) res.ratio[other].push(once.lwmsg! / once[other]!);
+      for (const other of OTHERS) {
+        res.ratio[other].push(once.lwmsg! / once[other]!);
+        res.publicRatio[other].push(once["Lw.*"]! / once[other]!);
+      }
     }
   }
   const target = { JSON: 3, msgpackr: 5, avsc: 2 };
   const rows = results.map((r) => {
     const cell = (c: Codec) => fmtSpread(spread(r.opsPerSec[c]));
-    const ratio = (c: Exclude<Codec, "lwmsg">) => {
-      const s = spread(r.ratio[c]);
-      return `${fmtSpread(s)}× ${s.median >= target[c] ? "✓" : "✗"}`;
+    const ratio = (per: number[], t: number) => {
+      const s = spread(per);
+      return `${fmtSpread(s)}× ${s.median >= t ? "✓" : "✗"}`;
     };
-    return [r.case, cell("lwmsg"), cell("JSON"), cell("msgpackr"), cell("avsc"), ratio("JSON"), ratio("msgpackr"), ratio("avsc")];
+    return [
+      r.case,
+      cell("lwmsg"),
+      cell("Lw.*"),
+      cell("JSON"),
+      cell("msgpackr"),
+      cell("avsc"),
+      ratio(r.ratio.JSON, target.JSON),
+      ratio(r.ratio.msgpackr, target.msgpackr),
+      ratio(r.ratio.avsc, target.avsc),
+      ratio(r.publicRatio.JSON, target.JSON),
+      // the public functions: ≥ 3× JSON, ≥ 2× avsc on (a), and never slower than avsc
+      ratio(r.publicRatio.avsc, r.case.startsWith("(a)") ? target.avsc : 1),
+    ];
   });
-  console.log(`codec round trip (encode+decode), ops/s: median (min–max) of ${runs} run${runs > 1 ? "s" : ""}; targets ≥3× JSON, ≥5× msgpackr, ≥2× avsc`);
-  printTable(["case", "lwmsg", "JSON", "msgpackr", "avsc", "vs JSON", "vs msgpackr", "vs avsc"], rows);
+  console.log(`codec round trip (encode+decode), ops/s: median (min–max) of ${runs} run${runs > 1 ? "s" : ""}; "lwmsg" reuses a writer and reader, "Lw.*" is Lw.decode(T, Lw.encode(T, v)); targets ≥3× JSON, ≥5× msgpackr, ≥2× avsc (Lw.*: ≥3× JSON, ≥2× avsc on (a), ≥1× avsc elsewhere)`);
+  printTable(["case", "lwmsg", "Lw.*", "JSON", "msgpackr", "avsc", "vs JSON", "vs msgpackr", "vs avsc", "Lw.* vs JSON", "Lw.* vs avsc"], rows);
   const alloc = cases.filter((c) => !c.pool).map((c) => `${c.name.split(" ")[0]} ${fmtNum(encodeAllocates(c))} B`);
   console.log(`encode into a reused writer, heap growth per message: ${alloc.join(", ")}`);
+  const pubAlloc = cases.filter((c) => !c.pool).map((c) => `${c.name.split(" ")[0]} ${fmtNum(publicAllocates(c))} B`);
+  console.log(`Lw.decode(T, Lw.encode(T, v)), heap growth per call beyond its two results: ${pubAlloc.join(", ")}`);
   return results;
 }
 

@@ -17,8 +17,33 @@ import { ByteReader, ByteWriter, CodecContext } from "./codec/io.ts";
 import { printType as printWireType, printValue } from "./codec/print.ts";
 import { createProtocol } from "./protocol.ts";
 
-// One scratch writer for Lw.encode; a nested call (e.g. from a custom marshal callback) gets its own.
-let scratch: ByteWriter | null = null;
+// Lw.encode and Lw.decode allocate nothing per call beyond their results:
+// they reuse one writer, one reader and a free list of contexts. Each is taken
+// out while in use and put back after, so a call made from inside another
+// (a Custom marshal/unmarshal callback encoding or decoding on its own) gets
+// fresh ones and cannot clobber the outer call's.
+let scratchW: ByteWriter | null = null;
+let scratchR: { r: ByteReader; mine: Uint8Array; view: DataView } | null = null;
+const freeCtx: CodecContext[] = [];
+
+/** Scratch buffers bigger than this are dropped after use rather than kept (they would pin memory). */
+const KEEP_LIMIT = 64 * 1024;
+/** Inputs up to this size are copied into the reader's own buffer (cheaper than a DataView over the caller's bytes). */
+const COPY_LIMIT = 1024;
+
+function takeCtx(): CodecContext {
+  return freeCtx.pop() ?? new CodecContext();
+}
+
+function giveCtx(c: CodecContext): void {
+  // (setting an array's length is a slow path in JSC: only when there is something to drop)
+  if (c.fdsOut.length !== 0) c.fdsOut.length = 0;
+  if (c.fdsIn.length !== 0) c.fdsIn.length = 0;
+  if (c.fdsTaken.length !== 0) c.fdsTaken.length = 0;
+  c.fdsInPos = 0;
+  c.handles = null;
+  if (freeCtx.length < 8) freeCtx.push(c);
+}
 
 /**
  * `lwmsg_data_marshal_flat_alloc`: encode `value` (top-level promotion as in
@@ -26,29 +51,55 @@ let scratch: ByteWriter | null = null;
  * anything else is written directly). Returns a fresh copy of the bytes. Fds
  * met on the way are pushed onto `ctx.fdsOut` when a context is given.
  */
-function encode<S extends TSchema>(type: S, value: Static<S>, ctx: CodecContext = new CodecContext()): Uint8Array {
+function encode<S extends TSchema>(type: S, value: Static<S>, ctx?: CodecContext): Uint8Array {
   const c = compile(type);
-  let w = scratch;
-  scratch = null;
+  let w = scratchW;
+  scratchW = null;
   if (w === null) w = new ByteWriter(256);
+  const own = ctx === undefined ? takeCtx() : null;
   try {
     w.pos = 0;
-    c.encode(value, w, ctx);
+    c.encode(value, w, own ?? ctx!);
     return w.buf.slice(0, w.pos);
   } finally {
-    // keep big buffers from pinning memory
-    if (w.buf.length <= 64 * 1024) scratch = w;
+    if (w.buf.length <= KEEP_LIMIT) scratchW = w;
+    if (own !== null) giveCtx(own);
   }
 }
 
 /**
  * `lwmsg_data_unmarshal_flat`: decode one value from the start of `bytes`
  * (trailing bytes are ignored). Received fds, if any, come from
- * `ctx.fdsIn`.
+ * `ctx.fdsIn`. The value never refers to `bytes` (byte arrays are copies).
  */
-function decode<S extends TSchema>(type: S, bytes: Uint8Array, ctx: CodecContext = new CodecContext()): Static<S> {
+function decode<S extends TSchema>(type: S, bytes: Uint8Array, ctx?: CodecContext): Static<S> {
   const c = compile(type);
-  return c.decode(new ByteReader(bytes), ctx) as Static<S>;
+  let sr = scratchR;
+  scratchR = null;
+  if (sr === null) {
+    const mine = new Uint8Array(COPY_LIMIT);
+    const r = new ByteReader(mine);
+    sr = { r, mine, view: r.view };
+  }
+  const { r, mine } = sr;
+  const n = bytes.length;
+  const own = ctx === undefined ? takeCtx() : null;
+  try {
+    if (n <= COPY_LIMIT) {
+      // small input: copy it into the reader's own buffer (its DataView is reused) rather than build a DataView per call
+      mine.set(bytes);
+      r.reset(mine, 0, n);
+    } else r.reset(bytes, 0, n);
+    return c.decode(r, own ?? ctx!) as Static<S>;
+  } finally {
+    if (r.buf !== mine) {
+      // keep no reference to the caller's bytes
+      r.buf = mine;
+      r.view = sr.view;
+    }
+    scratchR = sr;
+    if (own !== null) giveCtx(own);
+  }
 }
 
 /** `lwmsg_data_print_graph_alloc`: a human-readable dump of `value` (format in reference §2.6). */
