@@ -31,6 +31,9 @@ const KEEP_LIMIT = 64 * 1024;
 /** Inputs up to this size are copied into the reader's own buffer (cheaper than a DataView over the caller's bytes). */
 const COPY_LIMIT = 1024;
 
+/** The context of calls given none whose type has no fds: nothing writes to it (handles are only read, and are null here). */
+const NO_FDS = new CodecContext();
+
 function takeCtx(): CodecContext {
   return freeCtx.pop() ?? new CodecContext();
 }
@@ -56,10 +59,10 @@ function encode<S extends TSchema>(type: S, value: Static<S>, ctx?: CodecContext
   let w = scratchW;
   scratchW = null;
   if (w === null) w = new ByteWriter(256);
-  const own = ctx === undefined ? takeCtx() : null;
+  const own = ctx === undefined && c.hasFds ? takeCtx() : null;
   try {
     w.pos = 0;
-    c.encode(value, w, own ?? ctx!);
+    c.encode(value, w, own ?? ctx ?? NO_FDS);
     return w.buf.slice(0, w.pos);
   } finally {
     if (w.buf.length <= KEEP_LIMIT) scratchW = w;
@@ -83,14 +86,14 @@ function decode<S extends TSchema>(type: S, bytes: Uint8Array, ctx?: CodecContex
   }
   const { r, mine } = sr;
   const n = bytes.length;
-  const own = ctx === undefined ? takeCtx() : null;
+  const own = ctx === undefined && c.hasFds ? takeCtx() : null;
   try {
     if (n <= COPY_LIMIT) {
       // small input: copy it into the reader's own buffer (its DataView is reused) rather than build a DataView per call
       mine.set(bytes);
       r.reset(mine, 0, n);
     } else r.reset(bytes, 0, n);
-    return c.decode(r, own ?? ctx!) as Static<S>;
+    return c.decode(r, own ?? ctx ?? NO_FDS) as Static<S>;
   } finally {
     if (r.buf !== mine) {
       // keep no reference to the caller's bytes
