@@ -6,7 +6,6 @@ import { Type, type Static, type TObject, type TOptional, type TSchema, type TUn
 import { common, withWire } from "./build.ts";
 import { bad, wireOf, type LwSchema, type VerifyFn, type WireArm, type WireMember, type WireStruct, type WireType, type WireUnion, type WireVoid } from "./wire.ts";
 
-
 /** Struct members whose static type admits `undefined` (void, unions with void arms) become optional properties. */
 export type StructProps<P extends Record<string, TSchema>> = {
   [K in keyof P]: undefined extends Static<P[K]> ? TOptional<P[K]> : P[K];

@@ -6,7 +6,6 @@ import { Type, type TBoolean, type TInteger } from "@sinclair/typebox";
 import { common, withWire } from "./build.ts";
 import { bad, type LwSchema, type TLwInt, type TLwInt64, type VerifyFn, type WireBool, type WireEnum, type WireInt } from "./wire.ts";
 
-
 /** Options of the integer builders. */
 export interface IntOptions<V = number> {
   /**
@@ -93,7 +92,6 @@ export const UInt64 = int64Builder(false);
 export function Bool(opts?: { verify?: VerifyFn<boolean>; sensitive?: boolean }): LwSchema<TBoolean, WireBool> {
   return withWire(Type.Boolean(), { kind: "bool", ...common(opts) } as WireBool);
 }
-
 
 /** Options of {@link Enum}. */
 export interface EnumOptions {

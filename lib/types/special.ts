@@ -8,7 +8,6 @@ import type { Handle as HandleObject } from "../handle.ts";
 import { common, withWire } from "./build.ts";
 import { bad, wireOf, WIRE, type LwSchema, type VerifyFn, type WireCustom, type WireFd, type WireHandle, type WireRec, type WireRef } from "./wire.ts";
 
-
 /** `LWMSG_FD`: a JS number (`-1` = none). Wire: `FF` (an fd follows by SCM_RIGHTS) or `00`. fd ≤ 0 is sent as none (lwmsg cannot transmit fd 0). */
 export function Fd(opts?: { verify?: VerifyFn<number> }): LwSchema<TInteger, WireFd> {
   return withWire(Type.Integer({ minimum: -1, maximum: 0x7fffffff }), { kind: "fd", ...common(opts) } as WireFd);
