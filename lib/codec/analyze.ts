@@ -5,6 +5,7 @@
  */
 import { LwMsgError, Status } from "../status.ts";
 import type { WireRec, WireRef, WireType } from "../types.ts";
+import { COST } from "./runtime.ts";
 
 export function bad(msg: string): never {
   throw new LwMsgError(Status.INVALID_PARAMETER, msg);
@@ -17,16 +18,19 @@ export interface Analysis {
   hasAlias: boolean;
   hasRefs: boolean;
   hasCustom: boolean;
+  /** User code runs mid-codec (custom callbacks or verify), so a nested call of the same codec is possible. */
+  hasCallbacks: boolean;
 }
 
 export function analyze(root: WireType): Analysis {
-  const a: Analysis = { recs: new Map(), hasFds: false, hasHandles: false, hasAlias: false, hasRefs: false, hasCustom: false };
+  const a: Analysis = { recs: new Map(), hasFds: false, hasHandles: false, hasAlias: false, hasRefs: false, hasCustom: false, hasCallbacks: false };
   const refs: string[] = [];
   const seen = new Set<WireType>();
   const walk = (w: WireType): void => {
     if (w === null || typeof w !== "object" || typeof w.kind !== "string") bad("malformed wire description");
     if (seen.has(w)) return;
     seen.add(w);
+    if (w.verify) a.hasCallbacks = true;
     switch (w.kind) {
       case "int":
         if (w.width !== 1 && w.width !== 2 && w.width !== 4 && w.width !== 8) bad(`integer width ${String(w.width)}`);
@@ -56,6 +60,7 @@ export function analyze(root: WireType): Analysis {
         break;
       case "custom":
         a.hasCustom = true;
+        a.hasCallbacks = true;
         walk(w.transmit);
         break;
       case "rec":
@@ -208,6 +213,29 @@ export function freeNames(w: WireType, recs: Map<string, WireType>, out = new Se
       break;
   }
   return out;
+}
+
+/**
+ * Decoded-size cost (codec/runtime.ts `COST`) of a value of `w` that the
+ * place which creates it charges in one go: a struct's object and slots, and
+ * what it holds inline (nested structs, non-null pointers to single values,
+ * bigints, handles). Arrays, strings, nullable or aliasable pointers, unions,
+ * customs and recursive types charge at their own site when decoded (their
+ * size or presence is only known then), so they count 0 here.
+ */
+export function inlineCost(w: WireType): number {
+  switch (w.kind) {
+    case "int":
+      return w.width === 8 ? COST.BIGINT : 0;
+    case "handle":
+      return COST.HANDLE;
+    case "struct":
+      return w.members.reduce<number>((n, m) => n + COST.SLOT + inlineCost(m.type), COST.OBJECT);
+    case "pointer":
+      return w.notNull && !w.aliasable && w.to.kind !== "array" ? inlineCost(w.to) : 0;
+    default:
+      return 0;
+  }
 }
 
 /** Whether a decoded referent is an object that can be registered before its contents are decoded (so cycles through it resolve). */

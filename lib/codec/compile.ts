@@ -21,11 +21,16 @@
  * - Only recursive types (`Lw.Recursive`) become separate functions; every
  *   other nested type is inlined.
  *
- * Counts of elements that take no bytes on the wire (e.g. `Lw.Void()` or
- * empty static arrays) cannot be bounded by the input left; one decode may
- * produce 65536 of them plus one per input byte in all (a budget, so nested
- * arrays cannot multiply it), beyond that MEMORY, where lwmsg would try the
- * allocation.
+ * Every decode charges what it builds against one decoded-size budget
+ * (`ctx.maxDecodedBytes`, default 1 MiB + 64 per input byte; runtime.ts
+ * `COST` has the price of an object, a slot, a string, ...), before it
+ * allocates it: an array's count is charged before the array exists (arrays
+ * of variable-size elements, which grow as they decode, charge each element
+ * as it is appended, so nested levels cannot claim the same input twice).
+ * Beyond the budget is MEMORY, where lwmsg would try the allocation. It also
+ * bounds elements that take no bytes on the wire (`Lw.Void()`, empty
+ * structs), which the input left cannot. `ctx.decodedBytes` reports what a
+ * decode charged.
  *
  * Recursive types (`Lw.Recursive`) nest at most `MAX_DEPTH` (4096) levels on
  * encode and decode: deeper is OVERFLOW, never a RangeError from the stack.
@@ -86,9 +91,9 @@ export function compileWire<T = unknown>(wire: WireType): CompiledCodec<T> {
   return build(wire) as CompiledCodec<T>;
 }
 
-/** The generated module: recursive helper functions, then the entry point, all sharing `K` (constants) and `$` (runtime.ts); `D` is the recursion depth, `Z` the zero-size element budget of the call in progress. */
+/** The generated module: recursive helper functions, then the entry point, all sharing `K` (constants) and `$` (runtime.ts); `D` is the recursion depth, `Z` what is left of the decoded-size budget `ZL` of the decode in progress. */
 function assemble(fns: string[], entry: string[]): string {
-  return [`"use strict";`, `let D = 0, Z = 0;`, ...fns, ...entry.filter((l) => l !== "")].join("\n");
+  return [`"use strict";`, `let D = 0, Z = 0, ZL = 0;`, ...fns, ...entry.filter((l) => l !== "")].join("\n");
 }
 
 /**
@@ -97,6 +102,7 @@ function assemble(fns: string[], entry: string[]): string {
  * body of a recursive type into `x`, `fn` wraps it as a function.
  */
 function generate(g: Gen, wire: WireType, rec: (w: WireType, sc: Scope) => void, fn: (name: string, body: string) => string): { entry: string[]; fns: string[] } {
+  g.site(wire, { dom: null, path: ["value"] });
   g.value(wire, "value", { dom: null, path: ["value"] }, false);
   g.flush();
   const entry = g.lines;
@@ -143,21 +149,29 @@ function build(wire: WireType): CompiledCodec {
     dg,
     wire,
     // a recursive referent registers itself under the caller's object id (rid) as soon as it exists
-    (w, sc) => dg.value(w, "x", sc, false, { id: "rid", tk: "rtk" }),
+    (w, sc) => {
+      dg.site(w, sc);
+      dg.value(w, "x", sc, false, { id: "rid", tk: "rtk" });
+    },
     (name, body) => `function ${name}(r, ctx, st, dom, rid, rtk) {\nif (++D > ${RT.MAX_DEPTH}) throw $.tooDeep();\nconst buf = r.buf, view = r.view, end = r.end; let p = r.pos;\nlet x;\n${body}\nr.pos = p;\nD--;\nreturn x;\n}`,
   );
+  // user callbacks may run this same codec again from inside a decode: keep the outer decode's D, Z and ZL
+  const nest = a.hasCallbacks;
   const decSrc = assemble(decFns, [
     `return function decode(r, ctx) {`,
     `const buf = r.buf, view = r.view, end = r.end; let p = r.pos;`,
     a.hasAlias ? `const st = { m: new Map() };` : a.hasRefs ? `const st = null;` : ``,
+    nest ? `const D0 = D, Z0 = Z, ZL0 = ZL; try {` : ``,
     a.hasRefs ? `D = 0;` : ``,
-    dg.usesZeroBudget ? `Z = ${RT.ZERO_SIZE_BUDGET} + (end - p);` : ``,
+    `const lim = ctx.maxDecodedBytes; ZL = lim >= 0 ? lim : ${RT.DECODE_BUDGET_FLOOR} + ${RT.DECODE_BUDGET_PER_BYTE} * (end - p); Z = ZL;`,
     `let value;`,
     a.hasRefs ? `try {` : ``,
     ...decBody,
     a.hasRefs ? `} catch (e) { throw $.stackErr(e); }` : ``,
     `r.pos = p;`,
+    `ctx.decodedBytes = ZL - Z;`,
     `return value;`,
+    nest ? `} finally { D = D0; Z = Z0; ZL = ZL0; }` : ``,
     `};`,
   ]);
 

@@ -5,14 +5,23 @@
  */
 import { Status } from "../status.ts";
 import { textForm, type WireArray, type WireCustom, type WireHandle, type WireInt, type WirePointer, type WireStruct, type WireType, type WireUnion } from "../types.ts";
-import { earlyable, fixedSize, freeNames, minWire, nativeSize, type Reg } from "./analyze.ts";
+import { earlyable, fixedSize, freeNames, inlineCost, minWire, nativeSize, type Reg } from "./analyze.ts";
 import { Gen, key, pathExpr, prop, type Scope } from "./gen.ts";
 import * as RT from "./runtime.ts";
 import { StrMemo } from "./text.ts";
 
 export class DecGen extends Gen {
-  /** Some array of zero-size elements draws on the decode's budget `Z`. */
-  usesZeroBudget = false;
+  /** Charge `cost` (a JS expression or a number) against the decode's budget `Z`, before what it pays for is allocated. */
+  charge(cost: string | number, sc: Scope): void {
+    if (cost === 0) return;
+    this.emit(`if ((Z -= ${cost}) < 0) throw $.budgetErr(${pathExpr(sc.path)}, ZL);`);
+  }
+
+  /** A value of `w` created on its own: charge what it holds inline (see analyze.ts inlineCost). */
+  override site(w: WireType, sc: Scope): void {
+    this.charge(inlineCost(w), sc);
+  }
+
   /** Decode into the already-declared variable `t`. `reserved`: fixedSize(w) bytes were already bounds-checked. `reg`: the aliasable object id under which `t` must be registered as soon as it exists (for cycles). */
   override value(w: WireType, t: string, sc: Scope, reserved: boolean, reg: Reg | null = null): void {
     const P = () => pathExpr(sc.path);
@@ -147,6 +156,7 @@ export class DecGen extends Gen {
       this.emit(`} else { const ${e} = st.m.get(${id});`);
       this.emit(`if (${e} !== undefined) { if (${e}[1] !== ${tk}) throw $.fail(${Status.MALFORMED}, ${P()}, "object id " + ${id} + " refers to a different type"); ${t} = ${e}[0]; }`);
       this.emit(`else {`);
+      this.site(w.to, sc);
       const early = earlyable(w.to, this.a.recs);
       this.referent(w, t, sc, early ? { id, tk: String(tk) } : null);
       this.flush();
@@ -167,6 +177,7 @@ export class DecGen extends Gen {
     const f = this.v("f");
     this.emit(`const ${f} = buf[p++];`);
     this.emit(`if (${f} === 0) ${t} = null; else if (${f} !== 255) throw $.fail(${Status.MALFORMED}, ${P()}, "pointer flag " + ${f}); else {`);
+    this.site(w.to, sc);
     this.referent(w, t, sc, null);
     this.flush();
     this.emit(`}`);
@@ -214,16 +225,20 @@ export class DecGen extends Gen {
     if (len.term !== "static") {
       // counts are at most 2^53 ($.count), so count × element size cannot overflow 64 bits here
       const mw = minWire(of, this.a.recs);
+      // (elements that take no bytes cannot be bounded by the input: only the budget below bounds them)
       if (mw > 0) this.emit(`if (${mw === 1 ? n : `${n} * ${mw}`} > end - p) throw $.eof(${P()});`);
-      // elements that take no bytes cannot be bounded by the input: they draw on a budget per decode (nesting cannot multiply it)
-      else {
-        this.usesZeroBudget = true;
-        this.emit(`if (${n} > Z) throw $.zeroSizeErr(${n}, ${P()}); Z -= ${n};`);
-      }
     } else if (fixedSize(of) * len.count > 0) {
       // a static count of fixed-size elements (text and bytes included): one bounds check
       this.need(fixedSize(of) * len.count, sc);
     }
+    // the decoded size, charged in full before anything is allocated (nested arrays charge as they are reached)
+    const byteArr = of.kind === "int" && of.width === 1;
+    if (a.string) this.charge(`${RT.COST.STRING} + ${textForm(a) === "utf-16" ? `2 * ${n}` : n}`, sc);
+    else if (byteArr) this.charge(`${RT.COST.BYTES} + ${n}`, sc);
+    else if (len.term === "static") this.charge(RT.COST.ARRAY + (RT.COST.SLOT + inlineCost(of)) * len.count, sc);
+    // allocated at once below: charged at once; variable-size elements are charged one by one as they are appended
+    else if (fixedSize(of) >= 0) this.charge(`${RT.COST.ARRAY} + ${RT.COST.SLOT + inlineCost(of)} * ${n}`, sc);
+    else this.charge(RT.COST.ARRAY, sc);
     if (a.string) {
       // text is never changed on the way in: what the form refuses (bad UTF-8, a NUL, ...) is MALFORMED, naming the field
       const form = textForm(a);
@@ -244,7 +259,6 @@ export class DecGen extends Gen {
       }
       return;
     }
-    const byteArr = of.kind === "int" && of.width === 1;
     if (byteArr) {
       const signed = (of as WireInt).signed;
       this.emit(`${t} = ${signed ? `new Int8Array(buf.slice(p, p + ${n}).buffer)` : `buf.slice(p, p + ${n})`};`);
@@ -271,6 +285,7 @@ export class DecGen extends Gen {
     else this.emit(`${t} = ${n} > ${RT.PREALLOC_MAX} ? [] : new Array(${n});`);
     if (reg) this.emit(this.regCode(reg, t));
     this.emit(`for (let ${i} = 0; ${i} < ${n}; ${i}++) { let ${e};`);
+    if (fs < 0 && len.term !== "static") this.charge(RT.COST.SLOT + inlineCost(of), esc);
     this.value(of, e, esc, fs > 0);
     this.flush();
     this.emit(`${t}[${i}] = ${e}; }`);
@@ -288,6 +303,7 @@ export class DecGen extends Gen {
 
   custom(w: WireCustom, t: string, sc: Scope): void {
     this.flush();
+    this.site(w.transmit, sc);
     if (!w.unmarshal) {
       this.value(w.transmit, t, { dom: null, path: sc.path }, false);
       this.flush();

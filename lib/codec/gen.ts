@@ -186,6 +186,9 @@ export class Gen {
     return `$.count(${expr}, ${pathExpr(sc.path)})`;
   }
 
+  /** A place where a value of `w` is created on its own (the root, a union arm, a referent, ...): the decoder charges its inline cost there. */
+  site(_w: WireType, _sc: Scope): void {}
+
   /** Code for one value; each generator (encode, decode) supplies its own. */
   value(_w: WireType, _x: string, _sc: Scope, _reserved: boolean): void {
     throw new Error("Gen.value: implemented by EncGen/DecGen");
@@ -203,6 +206,7 @@ export class Gen {
     this.emit(`switch (${t}) {`);
     for (const arm of w.arms) {
       this.emit(`case ${arm.tag}: {`);
+      this.site(arm.type, sc);
       this.value(arm.type, x, sc, false);
       this.flush();
       this.emit(`break; }`);

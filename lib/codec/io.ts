@@ -97,6 +97,15 @@ export class CodecContext {
   /** Fds the decoder handed to the decoded value, in order (so a failed decode can close them). */
   fdsTaken: number[] = [];
   handles: HandleCodec | null = null;
+  /**
+   * Decoded-size budget of each decode with this context, in bytes of JS heap
+   * (see `COST` in codec/runtime.ts): a decode that would build more fails
+   * with MEMORY before allocating it. Negative (the default): 1 MiB + 64 per
+   * input byte (`defaultDecodeBudget`).
+   */
+  maxDecodedBytes = -1;
+  /** What the last successful decode with this context charged against its budget (its decoded size, in the same units). */
+  decodedBytes = 0;
   constructor(handles: HandleCodec | null = null) {
     this.handles = handles;
   }

@@ -67,12 +67,40 @@ export function stackErr(e: unknown): unknown {
 }
 
 /**
- * Elements that take no bytes on the wire (void, empty structs and static
- * arrays) cannot be bounded by the input left. One decode may produce at most
- * this many of them plus one per input byte, whatever the nesting: MEMORY
- * beyond (lwmsg would try the allocation).
+ * The decoded-size budget (issue 16). Every decode charges what it builds
+ * against one budget, before it builds it: the JS heap a value takes, roughly
+ * as JSC lays it out, not its bytes on the wire (an array of 1-byte structs
+ * takes about 48 bytes of heap per wire byte). Counts read from the wire are
+ * charged in full before the array is allocated, so a claimed count can never
+ * commit memory the budget does not allow. Elements that take no bytes on the
+ * wire (void, empty structs) are bounded by it too: nothing else bounds them.
  */
-export const ZERO_SIZE_BUDGET = 65536;
+export const COST = {
+  /** A struct's object header; each member adds a {@link COST.SLOT}. */
+  OBJECT: 32,
+  /** One property or array element. */
+  SLOT: 8,
+  /** An Array's header; each element adds a slot (and what it holds). */
+  ARRAY: 32,
+  /** A Uint8Array/Int8Array with its ArrayBuffer; each byte adds 1. */
+  BYTES: 64,
+  /** A string's header; each byte (8-bit text) or code unit (16-bit text: 2) adds its size. */
+  STRING: 32,
+  /** A 64-bit integer's bigint. */
+  BIGINT: 24,
+  /** A handle proxy object. */
+  HANDLE: 48,
+} as const;
+
+/** The default budget of a decode: this much plus {@link DECODE_BUDGET_PER_BYTE} per input byte. */
+export const DECODE_BUDGET_FLOOR = 1 << 20;
+/** Heap bytes per input byte the default budget allows: above the ~48× of an array of 1-byte structs, so real data fits. */
+export const DECODE_BUDGET_PER_BYTE = 64;
+
+/** The budget of a decode of `inputBytes` that was given none (`CodecContext.maxDecodedBytes` < 0). */
+export function defaultDecodeBudget(inputBytes: number): number {
+  return DECODE_BUDGET_FLOOR + DECODE_BUDGET_PER_BYTE * inputBytes;
+}
 
 /**
  * Arrays of variable-size elements with a count from the wire are
@@ -81,9 +109,9 @@ export const ZERO_SIZE_BUDGET = 65536;
  */
 export const PREALLOC_MAX = 64;
 
-/** A count of zero-size elements over the per-decode budget. */
-export function zeroSizeErr(n: number, path: string): LwMsgError {
-  return fail(Status.MEMORY, path, `${n} elements of a zero-size type exceed what one message may decode`);
+/** The decode would build more than its budget allows: MEMORY (lwmsg's status for an allocation that fails), before anything is allocated. */
+export function budgetErr(path: string, limit: number): LwMsgError {
+  return fail(Status.MEMORY, path, `decoding it would exceed the decoded-size budget of ${limit} bytes (maxDecodedBytes)`);
 }
 
 /** Input ran out: `need` more bytes at `path`. */

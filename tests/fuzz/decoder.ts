@@ -31,7 +31,7 @@ import type { TSchema } from "@sinclair/typebox";
 import { Lw } from "../../lib/lw.ts";
 import { LwMsgError, Status, statusShortName } from "../../lib/status.ts";
 import { ByteReader, CodecContext } from "../../lib/codec/io.ts";
-import { MAX_DEPTH, PREALLOC_MAX } from "../../lib/codec/runtime.ts";
+import { COST, MAX_DEPTH, PREALLOC_MAX, defaultDecodeBudget } from "../../lib/codec/runtime.ts";
 import type { WireType } from "../../lib/types.ts";
 import { schemas, schemaByName, type SchemaEntry } from "./schemas.ts";
 import { HandleWorld, Skip, recsOf, validEncoding } from "./gen.ts";
@@ -214,8 +214,8 @@ export class DecoderFuzzer {
     try {
       again = Lw.decode(T as never, bytes, back);
     } catch (e) {
-      // The zero-size budget counts input bytes, and zero-size elements re-encode to nothing, so it may
-      // refuse what it accepted the first time.
+      // The default decoded-size budget grows with the input, and zero-size elements re-encode to nothing,
+      // so it may refuse what it accepted the first time.
       if (e instanceof LwMsgError && e.status === Status.MEMORY) return undefined;
       return `decode(encode(decode(x))) failed: ${describeError(e)}`;
     }
@@ -302,12 +302,13 @@ export function withArrayProbe<T>(fn: () => T): { value: T; biggest: number; tot
 
 /**
  * Array slots one decode may preallocate for `inputBytes` of input: every
- * element that takes bytes is backed by them, zero-size ones draw on the
- * 65536 + input budget, and at most PREALLOC_MAX slots per array are claimed
- * before its elements exist (nesting is bounded by MAX_DEPTH).
+ * array allocated at once is charged to the decoded-size budget first (at
+ * least COST.SLOT per slot, against the default budget for that input), and
+ * at most PREALLOC_MAX slots per array are claimed before its elements exist
+ * (nesting is bounded by MAX_DEPTH).
  */
 export function allocBound(inputBytes: number): number {
-  return 2 * (65536 + inputBytes) + PREALLOC_MAX * MAX_DEPTH;
+  return defaultDecodeBudget(inputBytes) / COST.SLOT + PREALLOC_MAX * MAX_DEPTH;
 }
 
 export interface SweepResult {
@@ -328,7 +329,7 @@ const HUGE = [0xffffffff, 0x7fffffff, 0x80000000, 0x10000, 0xffff] as const;
  * field's maximum): the decode must fail (or succeed) without allocating
  * more than the input can back. Checked directly: while these decodes run,
  * `Array` is wrapped so every `new Array(n)` the generated code makes is
- * seen, and n may not exceed the zero-size budget plus the input length.
+ * seen, and n may not exceed what the decoded-size budget allows.
  */
 export function sweepCounts(f: DecoderFuzzer, seed: number, perSchema: number, extraSchemas: string[] = []): SweepResult {
   const res: SweepResult = { cases: 0, worstRatio: 0, worst: "", maxMs: 0, failures: [], byOutcome: new Map() };

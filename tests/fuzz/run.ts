@@ -246,7 +246,7 @@ console.log(`  max case     ${decTally.maxMs.toFixed(1)} ms (${decTally.maxCase}
 console.log(`  memory       after warm-up: RSS ${mb(decMem.before.rss)}, heap ${mb(decMem.before.heap)}; at the end: RSS ${mb(decMem.after.rss)}, heap ${mb(decMem.after.heap)}`);
 if (sweep) {
   console.log(`  huge counts  ${fmt(sweep.cases)} decodes with a count/length/id set huge in ${sweepSecs.toFixed(1)} s: ${table(sweep.byOutcome)}`);
-  console.log(`               array slots preallocated, worst share of the bound 2·(65536 + input) + 64·4096: ${sweep.worstRatio.toPrecision(3)} (${sweep.worst}); max case ${sweep.maxMs.toFixed(1)} ms`);
+  console.log(`               array slots preallocated, worst share of the bound (1 MiB + 64·input)/8 + 64·4096: ${sweep.worstRatio.toPrecision(3)} (${sweep.worst}); max case ${sweep.maxMs.toFixed(1)} ms`);
 }
 console.log("live");
 console.log(`  cases        ${fmt([...liveKinds.values()].reduce((a, b) => a + b, 0))} in ${liveSecs.toFixed(1)} s = ${fmt(Math.round(liveN / Math.max(liveSecs, 1e-9)))} cases/s (${fmt(live.pairsOpened)} socketpairs)`);
