@@ -74,6 +74,9 @@ function encode<S extends TSchema>(type: S, value: Static<S>, ctx?: CodecContext
  * `lwmsg_data_unmarshal_flat`: decode one value from the start of `bytes`
  * (trailing bytes are ignored). Received fds, if any, come from
  * `ctx.fdsIn`. The value never refers to `bytes` (byte arrays are copies).
+ * What it may build is capped by `ctx.maxDecodedBytes` (default 1 MiB + 64
+ * per input byte; beyond it MEMORY, before allocating), and
+ * `ctx.decodedBytes` tells what it charged (SECURITY.md §4).
  */
 function decode<S extends TSchema>(type: S, bytes: Uint8Array, ctx?: CodecContext): Static<S> {
   const c = compile(type);
