@@ -86,3 +86,47 @@ describe("admission before decoding (issue 16)", () => {
     await server.close();
   });
 });
+
+describe("decoded-memory budgets (issue 16)", () => {
+  test("per session: requests whose decoded size would go over what the session holds are answered BUSY; the connection stays; a freed budget serves again", async () => {
+    const { Peer } = await import("../lib/peer.ts");
+    const { ConnectionMode } = await import("../lib/connection.ts");
+    const { Lw } = await import("../lib/lw.ts");
+    const protocol = Lw.Protocol({
+      REQ: [0, Lw.Struct({ n: Lw.UInt32(), items: Lw.Pointer(Lw.Array(Lw.Struct({ a: Lw.UInt8() }), { length: "n" })) })],
+      RES: [1, Lw.UInt32()],
+    });
+    const path = `${process.env.TMPDIR ?? "/tmp"}/lwmsg-budget-${process.pid}.sock`;
+    let release!: () => void;
+    let gate = new Promise<void>((r) => (release = r));
+    // One request of 16 Ki one-byte structs decodes to ~0.8 MiB (48 bytes a struct): a 2 MiB session budget holds two.
+    const server = new Peer(protocol, { maxDecodedBytesPerSession: 2 * 1024 * 1024, maxCallsPerSession: 64 });
+    let ran = 0;
+    server.addDispatch({ REQ: async (d) => (ran++, await gate, { tag: "RES", data: d.n }) });
+    server.addListenEndpoint(ConnectionMode.LOCAL, path);
+    await server.startListen();
+    const client = new Peer(protocol, { maxMessageSize: 1 << 20 });
+    client.addConnectEndpoint(ConnectionMode.LOCAL, path);
+    const s = await client.connect();
+    const items = Array.from({ length: 16 * 1024 }, () => ({ a: 1 }));
+    const calls = Array.from({ length: 6 }, () => s.call({ tag: "REQ", data: { n: items.length, items } }).then((r) => r.data as number, (e) => (e as LwMsgError).status));
+    const settled = await Promise.all(calls.slice(2));
+    expect(settled).toEqual([Status.BUSY, Status.BUSY, Status.BUSY, Status.BUSY]);
+    expect(ran).toBe(2);
+    release();
+    expect(await Promise.all(calls.slice(0, 2))).toEqual([items.length, items.length]);
+    gate = Promise.resolve();
+    expect((await s.call({ tag: "REQ", data: { n: items.length, items } })).data).toBe(items.length); // the budget is free again
+    await client.close();
+    await server.close();
+  });
+
+  test("budget options are checked: a positive integer or null", async () => {
+    const { Peer } = await import("../lib/peer.ts");
+    const { throwStatus } = await import("./helpers/status.ts");
+    expect(throwStatus(() => new Peer(multicallProtocol, { maxDecodedBytesPerSession: 0 }))).toBe(Status.INVALID_PARAMETER);
+    expect(throwStatus(() => new Peer(multicallProtocol, { maxDecodedBytesPerUid: 1.5 }))).toBe(Status.INVALID_PARAMETER);
+    expect(throwStatus(() => new Connection(multicallProtocol, { maxDecodedBytes: -5 }))).toBe(Status.INVALID_PARAMETER);
+    new Peer(multicallProtocol, { maxDecodedBytesPerSession: null, maxDecodedBytesPerUid: null });
+  });
+});

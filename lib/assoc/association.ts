@@ -83,7 +83,7 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
     this.outq = new OutboundQueue(o.maxMessageSize, o.sendQueueLimit);
     this.framer = new InboundFramer(o.packetSize, o.maxMessageSize, IN_BUFFER_SIZE);
     this.encodeCtx = new CodecContext(options.handles ?? null);
-    this.inbox = new Inbox(protocol, options.handles ?? null);
+    this.inbox = new Inbox(protocol, options.handles ?? null, o.maxDecodedBytes);
   }
 
   /** The parked recv(); setting it keeps the process-wide count of parked receives in step. */

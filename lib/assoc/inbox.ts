@@ -17,6 +17,11 @@ export interface Admission {
   readonly limit: number;
   /** Requests the channel is running now. */
   inFlight(): number;
+  /** Decoded bytes a request may still build within the session's and its uid's budgets (-1: no budget). */
+  budgetLeft(): number;
+  /** A decoded request holds `n` bytes until the channel releases them (when its call is over). */
+  hold(n: number): void;
+  release(n: number): void;
 }
 
 const NOT_A_REQUEST = MessageFlags.REPLY | MessageFlags.CONTROL | MessageFlags.SYNTHETIC;
@@ -36,6 +41,8 @@ export class Inbox {
   constructor(
     private readonly protocol: Protocol<any>,
     handles: HandleCodec | null,
+    /** Decoded bytes one message may build (-1: the codec's default, 1 MiB + 64 per wire byte). */
+    private readonly maxDecodedBytes: number,
   ) {
     this.decodeCtx = new CodecContext(handles);
   }
@@ -88,9 +95,16 @@ export class Inbox {
     // ever being decoded (a type with fd fields must be decoded: only its decoder knows which queued fds
     // are its own). Decoded requests waiting in the queue do not make others BUSY: they stop the parse
     // instead (see `full`), so a pipelining client is slowed down, not refused.
-    if (adm !== null && (flags & NOT_A_REQUEST) === 0 && !entry.hasFds && adm.inFlight() >= adm.limit) {
-      this.queue.push(new ReceivedMessage(tag, entry.name, null, flags | MessageFlags.SYNTHETIC, Status.BUSY, cookie, null));
-      return null;
+    const request = adm !== null && (flags & NOT_A_REQUEST) === 0;
+    let cap = this.maxDecodedBytes;
+    let budgeted = false;
+    if (request) {
+      const left = adm.budgetLeft();
+      if (!entry.hasFds && (adm.inFlight() >= adm.limit || left === 0)) return this.busy(tag, entry.name, flags, cookie);
+      if (left > 0 && (cap < 0 || left < cap)) {
+        cap = left;
+        budgeted = true;
+      }
     }
     const decode = entry.decode;
     if (!decode) {
@@ -101,7 +115,8 @@ export class Inbox {
     const fdIn = this.fdIn;
     ctx.fdsIn = fdIn.fds;
     ctx.fdsInPos = fdIn.pos;
-    ctx.fdsTaken.length = 0;
+    if (ctx.fdsTaken.length !== 0) ctx.fdsTaken.length = 0;
+    ctx.maxDecodedBytes = cap;
     const handles = entry.hasHandles ? ctx.handles : null;
     handles?.beginDecode?.();
     const r = this.reader;
@@ -120,6 +135,10 @@ export class Inbox {
         this.queue.push(new ReceivedMessage(TAG_INVALID, undefined, null, flags | MessageFlags.SYNTHETIC, s, cookie, null));
         return null;
       }
+      // Over what the session's (or uid's) budget had left, not over the per-message cap: the sender kept
+      // the rules; this request is refused (BUSY) and the connection stays. Over the cap itself, MEMORY
+      // ends the connection, as a failed allocation does in lwmsg.
+      if (s === Status.MEMORY && budgeted) return this.busy(tag, entry.name, flags, cookie);
       // The payload ends before its type does: lwmsg reports running out of fragments as PEER_CLOSE (§3.3).
       if (s === Status.EOF) return new LwMsgError(Status.PEER_CLOSE, `message ${entry.name} is truncated: ${err.message}`);
       return err;
@@ -131,7 +150,18 @@ export class Inbox {
       ctx.fdsTaken.length = 0;
     }
     fdIn.compact();
-    this.push(new ReceivedMessage(tag, entry.name, data, flags, status, cookie, fds));
+    const m = new ReceivedMessage(tag, entry.name, data, flags, status, cookie, fds);
+    if (request) {
+      m.decodedBytes = ctx.decodedBytes;
+      adm.hold(m.decodedBytes);
+    }
+    this.push(m);
+    return null;
+  }
+
+  /** A request answered BUSY from its header: queued as a synthetic message, its payload never decoded. */
+  private busy(tag: number, name: string, flags: number, cookie: number): null {
+    this.queue.push(new ReceivedMessage(tag, name, null, flags | MessageFlags.SYNTHETIC, Status.BUSY, cookie, null));
     return null;
   }
 
@@ -144,7 +174,10 @@ export class Inbox {
   clear(): void {
     for (let i = this.head; i < this.queue.length; i++) {
       const m = this.queue[i];
-      if (m instanceof ReceivedMessage) m.dispose();
+      if (m instanceof ReceivedMessage) {
+        if (m.decodedBytes > 0) this.admission?.release(m.decodedBytes);
+        m.dispose();
+      }
     }
     this.queue.length = this.head = 0;
     this.queuedRequests = 0;

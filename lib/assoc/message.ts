@@ -80,6 +80,8 @@ export class ReceivedMessage implements Disposable {
     readonly fds: number[] | null,
   ) {}
   private taken: Set<number> | null = null;
+  /** Decoded bytes a request holds against its server's budgets (0 when not counted). */
+  decodedBytes = 0;
   /** True for a message the connection made up because the payload failed to decode (§3.4). */
   get synthetic(): boolean {
     return (this.flags & MessageFlags.SYNTHETIC) !== 0;

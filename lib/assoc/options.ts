@@ -82,6 +82,12 @@ export interface ConnectionOptions {
    * this: a miss blocks the JS thread for the window).
    */
   replyPollUs?: number | "adaptive";
+  /**
+   * Bytes of JS heap one received message may decode into (objects, array
+   * slots, strings and byte arrays at their cost, SECURITY.md §4); more is
+   * MEMORY and ends the connection. Default: 1 MiB + 64 per wire byte.
+   */
+  maxDecodedBytes?: number;
   /** Handle table for `Lw.Handle` fields (the session layer supplies it). */
   handles?: HandleCodec | null;
 }
@@ -95,6 +101,7 @@ export interface ConnectionSettings {
   establishTimeout: number | null;
   sendQueueLimit: number;
   replyPollUs: number | "adaptive";
+  maxDecodedBytes: number;
 }
 
 /** Received fds waiting for their message, by default; more is a protocol violation. */
@@ -127,7 +134,10 @@ export function checkConnectionOptions(options: ConnectionOptions): ConnectionSe
   if (!Number.isInteger(maxFds) || maxFds < 1 || maxFds > 1 << 20) throw new LwMsgError(Status.INVALID_PARAMETER, `maxFds must be an integer in 1..1048576, got ${maxFds}`);
   const rp = options.replyPollUs ?? "adaptive";
   if (rp !== "adaptive" && (typeof rp !== "number" || !(rp >= 0) || rp > 1_000_000)) throw new LwMsgError(Status.INVALID_PARAMETER, `replyPollUs must be "adaptive" or 0..1000000, got ${rp}`);
+  const maxDecodedBytes = options.maxDecodedBytes ?? -1;
+  if (maxDecodedBytes !== -1 && (!Number.isInteger(maxDecodedBytes) || maxDecodedBytes < 1)) throw new LwMsgError(Status.INVALID_PARAMETER, `maxDecodedBytes must be a positive integer, got ${maxDecodedBytes}`);
   return {
+    maxDecodedBytes,
     packetSize: checkPacketSize(options.packetSize ?? DEFAULT_PACKET_SIZE),
     maxMessageSize,
     maxFds,

@@ -28,6 +28,8 @@ export class AssocChannel implements SessionTask, Replier {
   readonly out = new Map<number, OutgoingCall>();
   readonly inCalls = new Map<number, Call>();
   private nextCookie = 0;
+  /** Decoded bytes the requests of this session hold (admitted, not yet answered). */
+  heldBytes = 0;
   /** The uid whose maxClientsPerUid slot this (incoming) connection holds; -1 for none. */
   slotUid = -1;
   /** A recv() promise is outstanding. */
@@ -66,11 +68,30 @@ export class AssocChannel implements SessionTask, Replier {
     // Requests beyond maxCallsPerSession are answered BUSY from their header, before their payload is decoded.
     const peer = this.peer;
     const inCalls = this.inCalls;
+    const token = this.session.peerToken;
+    const uid = token !== null && token.type === "local" ? token.euid : -1;
+    const channel = this;
     this.conn.setAdmission({
       get limit() {
         return peer._maxCallsPerSession;
       },
       inFlight: () => inCalls.size,
+      budgetLeft(): number {
+        // What the session's and the uid's decoded-memory budgets still allow (-1: no budget).
+        const perSession = peer._maxDecodedPerSession;
+        let left = perSession < 0 ? -1 : Math.max(0, perSession - channel.heldBytes);
+        const u = peer._uidBudgetLeft(uid);
+        if (u >= 0) left = left < 0 ? u : Math.min(left, u);
+        return left;
+      },
+      hold(n: number): void {
+        channel.heldBytes += n;
+        peer._uidHold(uid, n);
+      },
+      release(n: number): void {
+        channel.heldBytes -= n;
+        peer._uidHold(uid, -n);
+      },
     });
     this.pump();
   }
@@ -279,6 +300,7 @@ export class AssocChannel implements SessionTask, Replier {
     const m = call.request;
     if (m !== null) {
       call.request = null;
+      if (m.decodedBytes > 0) this.releaseBytes(m.decodedBytes);
       m.dispose();
     }
     const after = call._after;
@@ -287,6 +309,12 @@ export class AssocChannel implements SessionTask, Replier {
       for (const fn of after) this.peer._safe(fn);
     }
     if (this.status !== 0) this.maybeFinish();
+  }
+
+  private releaseBytes(n: number): void {
+    this.heldBytes -= n;
+    const token = this.session.peerToken;
+    this.peer._uidHold(token !== null && token.type === "local" ? token.euid : -1, -n);
   }
 
   // ------------------------------------------------------------ outgoing calls

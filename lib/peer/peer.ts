@@ -17,7 +17,7 @@ import type { AssocChannel } from "./assoc-channel.ts";
 import { PeerClient } from "./client.ts";
 import { PeerServer, ServerState, type ServerHost } from "./server.ts";
 import { TimeoutSweeper } from "./sweeper.ts";
-import { checkMs, type DispatchTable, type Handler, type PeerOptions, type TraceHooks } from "./types.ts";
+import { checkBudget, checkMs, type DispatchTable, type Handler, type PeerOptions, type TraceHooks } from "./types.ts";
 
 export { Call, CallDirection, CallError, Session };
 export type { CallOptions, SessionHooks };
@@ -65,6 +65,10 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
   private exceptionHook: ((err: unknown) => void) | null = null;
   /** @internal */
   sessionHooks: SessionHooks | null = null;
+  /** @internal */
+  readonly _maxDecodedPerSession: number;
+  private readonly maxDecodedPerUid: number;
+  private readonly decodedByUid = new Map<number, number>();
   /** @internal connections whose orderly close is still flushing. */
   readonly _closingConns = new Set<Connection>();
   private readonly sweeper: TimeoutSweeper;
@@ -88,7 +92,11 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
     });
     this.server = new PeerServer(this, this.sweeper);
     this.client = new PeerClient(this, this.sweeper);
-    const { maxClients, backlog, timeouts, maxClientsPerUid, maxCallsPerSession, authorizeServer, checkDirectory, allowAnyUser, maxRemoteHandles, ...conn } = options;
+    const { maxClients, backlog, timeouts, maxClientsPerUid, maxCallsPerSession, authorizeServer, checkDirectory, allowAnyUser, maxRemoteHandles, maxDecodedBytesPerSession, maxDecodedBytesPerUid, ...conn } = options;
+    // Defaults that grow with the largest message this peer takes: a few of them decoded at once per session.
+    const perSession = 64 * 1024 * 1024 + 4 * (conn.maxMessageSize ?? 16 * 1024 * 1024);
+    this._maxDecodedPerSession = checkBudget("maxDecodedBytesPerSession", maxDecodedBytesPerSession, perSession);
+    this.maxDecodedPerUid = checkBudget("maxDecodedBytesPerUid", maxDecodedBytesPerUid, 4 * perSession);
     if (maxRemoteHandles !== undefined && (!Number.isInteger(maxRemoteHandles) || maxRemoteHandles < 0)) throw new LwMsgError(Status.INVALID_PARAMETER, `maxRemoteHandles must be a non-negative integer, got ${maxRemoteHandles}`);
     this.maxRemoteHandles = maxRemoteHandles ?? 65536;
     if (maxClients !== undefined) this.maxClients = maxClients;
@@ -309,6 +317,20 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
   async stopListen(): Promise<void> {
     if (this.server.state === ServerState.ERROR) throw this.server.stickyError!;
     await this.server.rundown();
+  }
+
+  /** @internal */
+  _uidBudgetLeft(uid: number): number {
+    if (uid < 0 || this.maxDecodedPerUid < 0) return -1;
+    return Math.max(0, this.maxDecodedPerUid - (this.decodedByUid.get(uid) ?? 0));
+  }
+
+  /** @internal */
+  _uidHold(uid: number, n: number): void {
+    if (uid < 0 || this.maxDecodedPerUid < 0) return;
+    const v = (this.decodedByUid.get(uid) ?? 0) + n;
+    if (v > 0) this.decodedByUid.set(uid, v);
+    else this.decodedByUid.delete(uid);
   }
 
   /** @internal a channel lost its connection. */

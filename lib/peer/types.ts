@@ -76,6 +76,16 @@ export interface PeerOptions extends Omit<ConnectionOptions, "handles" | "timeou
   allowAnyUser?: boolean;
   /** `listen()` backlog (default 8). */
   backlog?: number;
+  /**
+   * Decoded bytes (JS heap, as the codec charges it: SECURITY.md §4) the
+   * requests of one session may hold at once — decoded and not yet answered
+   * (default 64 MiB; null: no budget). A request that would go over is
+   * answered BUSY; the connection stays. Default: 64 MiB + 4 × maxMessageSize
+   * (128 MiB with the default 16 MiB messages); null: no budget.
+   */
+  maxDecodedBytesPerSession?: number | null;
+  /** The same across every session of one local uid (default 4 × the per-session budget; null: no budget). */
+  maxDecodedBytesPerUid?: number | null;
   timeouts?: PeerTimeouts;
 }
 
@@ -121,6 +131,14 @@ export function checkMs(kind: string, v: unknown): number | null {
   return v;
 }
 
+/** A decoded-bytes budget option: a positive integer, null (none: -1), or the default when undefined. */
+export function checkBudget(name: string, v: number | null | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (v === null) return -1;
+  if (!Number.isInteger(v) || v < 1) throw new LwMsgError(Status.INVALID_PARAMETER, `${name} must be a positive integer or null, got ${String(v)}`);
+  return v;
+}
+
 export function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
   if (!a || !b || a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -139,6 +157,12 @@ export interface ChannelHost {
   readonly _exceptionFn: (e: unknown) => void;
   _warn(e: LwMsgError): void;
   _safe(fn: () => void): void;
+  /** Decoded bytes one session's requests may hold at once (-1: no budget). */
+  readonly _maxDecodedPerSession: number;
+  /** What `uid`'s budget still allows (-1: no budget, or no uid). */
+  _uidBudgetLeft(uid: number): number;
+  /** `uid`'s requests hold `n` more (or, negative, fewer) decoded bytes. */
+  _uidHold(uid: number, n: number): void;
   /** A channel lost its connection. */
   _taskEnded(task: { readonly incoming: boolean }): void;
   /** A channel's connection is gone and its incoming calls have settled. */
