@@ -366,6 +366,12 @@ export function mapSocketError(err: Error, what: string): LwMsgError {
   if (code === "ETIMEDOUT") return new LwMsgError(Status.TIMEOUT, `${what}: connect timed out`, { errno: Errno.ETIMEDOUT, cause: err });
   if (code === "ECONNRESET" || code === "EPIPE") return new LwMsgError(Status.PEER_CLOSE, `${what}: peer closed the connection (${msg})`, { cause: err });
   if (code === "EMFILE" || code === "ENFILE" || code === "ENOBUFS" || code === "ENOMEM") return new LwMsgError(Status.RESOURCE_LIMIT, `${what}: ${msg}`, { cause: err });
+  const alert = /ALERT_([A-Z_]+)/.exec(msg);
+  if (alert !== null) {
+    const name = alert[1]!.toLowerCase();
+    const why = name === "certificate_required" ? " (it requires a client certificate)" : /certificate|unknown_ca/.test(name) ? " (it did not accept our certificate)" : "";
+    return new LwMsgError(Status.SECURITY, `${what}: the peer refused the TLS session: alert ${name}${why}`, { cause: err });
+  }
   if (CERT_CODES.test(code) || CERT_CODES.test(msg)) return new LwMsgError(Status.SECURITY, `${what}: TLS certificate did not verify: ${msg}`, { cause: err });
   if (code === "EPROTO" || code.startsWith("ERR_SSL") || /SSL|TLS/.test(msg)) return new LwMsgError(Status.SECURITY, `${what}: TLS handshake failed: ${msg}`, { cause: err });
   return new LwMsgError(Status.SYSTEM, `${what}: ${msg}${code ? ` (${code})` : ""}`, { cause: err });

@@ -10,6 +10,7 @@
  * call, so a transport call happens once per syscall, never per message.
  * @module
  */
+import type { LwMsgError } from "../status.ts";
 import type { SecurityToken } from "../token.ts";
 
 /** Readiness bits for {@link Transport.arm} (the epoll values the poller uses). */
@@ -49,6 +50,13 @@ export interface Transport {
   waitReadable(us: number): boolean;
   /** True if input (or EOF) is pending right now. */
   inputPending(): boolean;
+  /**
+   * Optional: why the stream failed, when the transport knows more than EOF
+   * or an errno tells — e.g. a TLS alert (the server requires a client
+   * certificate: SECURITY). Null or absent otherwise. After `read` returns 0
+   * or an error, the association may report this in place of PEER_CLOSE.
+   */
+  readonly failure?: LwMsgError | null;
   /** The peer's identity, from the kernel or the TLS session. */
   identity(): SecurityToken;
   /** Keep the process alive while the association waits (and let go). */
