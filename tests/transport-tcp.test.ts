@@ -539,4 +539,33 @@ describe("resources", () => {
     expect(rss1 - rss0).toBeLessThan(24 * 1024 * 1024);
     acc.close();
   }, 30_000);
+
+  test("300 mutual-TLS cycles, every third one a client without a certificate (refused): no fd growth", async () => {
+    const acc = listen({ tls: mutualServerTls() });
+    const good = clientTls();
+    const bad = clientTls(null);
+    const cycle = async (i: number) => {
+      if (i % 3 === 2) {
+        const before = acc.refused;
+        const t = await new TcpConnector("localhost", acc.port, { tls: bad }).connect(null);
+        while (acc.refused === before) await Bun.sleep(1);
+        t.close();
+        return;
+      }
+      const [tc, ts] = await Promise.all([new TcpConnector("localhost", acc.port, { tls: good }).connect(null), acceptOne(acc)]);
+      const a = new Connection(testProtocol);
+      const b = new Connection(testProtocol);
+      a.setTransport(ConnectionMode.REMOTE, tc);
+      b.setTransport(ConnectionMode.REMOTE, ts);
+      await Promise.all([a.connect(), b.accept()]);
+      await Promise.all([a.close(), b.close()]);
+    };
+    for (let i = 0; i < 30; i++) await cycle(i);
+    const fds0 = openFdCount();
+    for (let i = 0; i < 300; i++) await cycle(i);
+    await Bun.sleep(50);
+    expect(openFdCount()).toBeLessThanOrEqual(fds0);
+    expect(acc.refused).toBe(110);
+    acc.close();
+  }, 30_000);
 });
