@@ -9,7 +9,7 @@ import { LwMsgError, Status } from "../lib/status.ts";
 import type { X509Token } from "../lib/token.ts";
 import { TcpConnector } from "../lib/transport/bun-connect.ts";
 import { TcpAcceptor, type TcpListenOptions } from "../lib/transport/bun-listen.ts";
-import { DEFAULT_MAX_BUFFERED_INPUT, type BunSocketTransport, type RemoteTlsOptions } from "../lib/transport/bun-socket.ts";
+import { DEFAULT_MAX_BUFFERED_INPUT, formatDn, type BunSocketTransport, type RemoteTlsOptions } from "../lib/transport/bun-socket.ts";
 import { checkRemoteEndpoint, isLoopbackAddress, parseHostPort } from "../lib/transport/remote-endpoint.ts";
 import type { ConnectionOptions } from "../lib/assoc/options.ts";
 import { socketPair } from "../lib/native/socket.ts";
@@ -314,6 +314,14 @@ describe("lwmsg over TCP", () => {
 });
 
 describe("lwmsg over TLS", () => {
+  test("distinguished names print RFC 2253 style: most specific first, special characters escaped", () => {
+    expect(formatDn({ C: "US", O: "Example, Inc.", OU: ["ops", "db"], CN: "client" })).toBe("CN=client,OU=db,OU=ops,O=Example\\, Inc.,C=US");
+    expect(formatDn({ CN: " lead+trail " })).toBe("CN=\\ lead\\+trail\\ ");
+    expect(formatDn({ CN: "#x, y", O: 'a"b<c>;d=e\\f' })).toBe('O=a\\"b\\<c\\>\\;d=e\\\\f,CN=\\#x\\, y'); // escaped as openssl x509 -nameopt RFC2253 escapes
+    expect(formatDn(undefined)).toBe("");
+  });
+
+
   test("mutual TLS: handshake, messages both ways, x509 tokens from the certificates", async () => {
     const { a, b } = await remotePair({ host: "127.0.0.1", server: mutualServerTls(), client: clientTls("client", CA, { serverName: "localhost" }) });
     const server = a.peerToken as X509Token;

@@ -311,7 +311,7 @@ export function formatDn(name: Record<string, string | string[]> | undefined | n
 }
 
 function escapeDnValue(v: string): string {
-  let s = v.replace(/[,+"\\<>;=]/g, (c) => `\\${c}`);
+  let s = v.replace(/[,+"\\<>;]/g, (c) => `\\${c}`); // as OpenSSL -nameopt RFC2253 (which leaves "=" alone)
   if (s.startsWith(" ") || s.startsWith("#")) s = `\\${s}`;
   if (s.endsWith(" ") && s.length > 1) s = `${s.slice(0, -1)}\\ `;
   return s;
