@@ -16,6 +16,9 @@ import { tokensEqual, type LocalToken, type SecurityToken } from "./token.ts";
 import type { Acceptor, Connector, Transport } from "./transport/types.ts";
 import { UnixConnector, adoptUnixSocket, unixPair, type UnixTransport } from "./transport/unix.ts";
 import { UnixAcceptor, checkSocketDirectory, isAbstractPath } from "./transport/unix-listen.ts";
+import { TcpConnector } from "./transport/bun-connect.ts";
+import { TcpAcceptor } from "./transport/bun-listen.ts";
+import { checkRemoteEndpoint, parseHostPort } from "./transport/remote-endpoint.ts";
 import { GREETING_SIZE, PacketType, decodeGreeting, encodeGreeting } from "./wire/packets.ts";
 
 export { AssocState, ConnectionMode, ReceivedMessage, checkConnectionOptions, checkProtocol, tokensEqual };
@@ -47,6 +50,12 @@ export class Connection<P extends Protocol<any> = Protocol<any>> extends Associa
   private connector: Connector | null = null;
   /** A socket given by setFd (or an accepted one), not yet started. */
   private given: Transport | null = null;
+  private readonly remote: { tls: ConnectionOptions["tls"]; allowInsecureTcp: boolean };
+
+  constructor(protocol: P, options: ConnectionOptions = {}) {
+    super(protocol, options);
+    this.remote = { tls: options.tls ?? null, allowInsecureTcp: options.allowInsecureTcp === true };
+  }
 
   // ---------------------------------------------------------------- config
 
@@ -72,10 +81,21 @@ export class Connection<P extends Protocol<any> = Protocol<any>> extends Associa
     this.mode = mode;
   }
 
-  /** `lwmsg_connection_set_endpoint`: the socket path to connect to (a leading `\0` makes a Linux abstract name). */
+  /**
+   * `lwmsg_connection_set_endpoint`: LOCAL — the socket path to connect to (a
+   * leading `\0` makes a Linux abstract name); REMOTE — `"host:port"` or
+   * `"[::1]:port"`, over TLS when `options.tls` is set (plain TCP only to a
+   * loopback address unless `allowInsecureTcp`).
+   */
   setEndpoint(mode: ConnectionMode, path: string): void {
-    if (mode !== ConnectionMode.LOCAL) throw new LwMsgError(Status.UNSUPPORTED, `setEndpoint: only LOCAL endpoints exist, got mode ${mode}`);
-    const c = new UnixConnector(path); // validates
+    if (typeof path !== "string" || path.length === 0) throw new LwMsgError(Status.INVALID_PARAMETER, "setEndpoint: the endpoint must be a non-empty string");
+    let c: Connector;
+    if (mode === ConnectionMode.LOCAL) c = new UnixConnector(path); // validates
+    else if (mode === ConnectionMode.REMOTE) {
+      const { host, port } = parseHostPort(path);
+      checkRemoteEndpoint(host, this.remote.tls, this.remote.allowInsecureTcp);
+      c = new TcpConnector(host, port, this.remote);
+    } else throw new LwMsgError(Status.UNSUPPORTED, `setEndpoint: unsupported mode ${mode} (LOCAL or REMOTE)`);
     this.requireUnset("setEndpoint");
     this.connector = c;
     this.mode = mode;
@@ -222,10 +242,25 @@ export class Connection<P extends Protocol<any> = Protocol<any>> extends Associa
     return [a, b];
   }
 
-  /** Listen on a socket path (unlink, bind, chmod `mode` (default 0600), listen). */
-  static async listen<P extends Protocol<any>>(protocol: P, path: string, options: ListenOptions = {}): Promise<Listener<P>> {
-    return new Listener(protocol, path, options);
+  /**
+   * Listen on a socket path (unlink, bind, chmod `mode` (default 0600),
+   * listen), or — REMOTE — on `{ host, port, tls }` over TCP or TLS (port 0
+   * picks a free port: `listener.port` tells which).
+   */
+  static async listen<P extends Protocol<any>>(protocol: P, where: string | RemoteListenOptions, options: ListenOptions = {}): Promise<Listener<P>> {
+    if (typeof where === "string") return new Listener(protocol, where, options);
+    if (where === null || typeof where !== "object") throw new LwMsgError(Status.INVALID_PARAMETER, "listen: a socket path or { host, port, tls }");
+    const { host, port, tls, allowInsecureTcp, ...rest } = where;
+    return new Listener(protocol, { host, port, tls: tls ?? null, allowInsecureTcp: allowInsecureTcp === true }, { ...options, ...rest });
   }
+}
+
+/** Where a REMOTE listener listens (with any {@link ListenOptions}). */
+export interface RemoteListenOptions extends ListenOptions {
+  /** Address to bind: `"127.0.0.1"`, `"::1"`, `"0.0.0.0"`, a host name. */
+  host: string;
+  /** Port; 0 picks a free one. */
+  port: number;
 }
 
 export interface ListenOptions extends ConnectionOptions {
@@ -248,14 +283,18 @@ export interface ListenOptions extends ConnectionOptions {
  * bare-association counterpart of a peer's listen endpoint (§7.2 step 2).
  */
 export class Listener<P extends Protocol<any> = Protocol<any>> {
+  /** The socket path, or `"host:port"` for REMOTE. */
   readonly path: string;
+  /** REMOTE: the port listened on (the one picked when 0 was asked); -1 for a socket path. */
+  readonly port: number;
   private readonly acceptor: Acceptor;
+  private readonly mode: ConnectionMode;
   private waiters: { resolve: (t: Transport) => void; reject: (e: unknown) => void }[] = [];
   private closed = false;
 
   constructor(
     readonly protocol: P,
-    path: string,
+    where: string | { host: string; port: number; tls: ConnectionOptions["tls"]; allowInsecureTcp: boolean },
     private readonly options: ListenOptions = {},
   ) {
     const mode = options.mode ?? 0o600;
@@ -265,19 +304,29 @@ export class Listener<P extends Protocol<any> = Protocol<any>> {
     // Validate the protocol and connection options now, not at the first accept.
     checkProtocol(protocol);
     checkConnectionOptions(options);
-    this.path = path;
-    if (options.checkDirectory !== false) checkSocketDirectory(path);
-    this.acceptor = UnixAcceptor.bind(path, backlog, mode);
+    if (typeof where === "string") {
+      this.path = where;
+      this.port = -1;
+      this.mode = ConnectionMode.LOCAL;
+      if (options.checkDirectory !== false) checkSocketDirectory(where);
+      this.acceptor = UnixAcceptor.bind(where, backlog, mode);
+    } else {
+      const a = TcpAcceptor.listen({ host: where.host, port: where.port, tls: where.tls, allowInsecureTcp: where.allowInsecureTcp, ...(options.backlog !== undefined ? { backlog } : {}) });
+      this.acceptor = a;
+      this.port = a.port;
+      this.path = where.host.includes(":") ? `[${where.host}]:${a.port}` : `${where.host}:${a.port}`;
+      this.mode = ConnectionMode.REMOTE;
+    }
   }
 
-  /** The listening socket fd. */
+  /** The listening socket fd (-1 for REMOTE: Bun owns that socket). */
   get fd(): number {
-    return (this.acceptor as UnixAcceptor).listeningFd;
+    return this.acceptor instanceof UnixAcceptor ? this.acceptor.listeningFd : -1;
   }
 
   /** Accept the next client and run the lwmsg handshake (`authorize` as in {@link Connection.accept}). */
   async accept(authorize?: AcceptAuthorize): Promise<Connection<P>> {
-    if (authorize === undefined && isAbstractPath(this.path) && this.options.allowAnyUser !== true) {
+    if (authorize === undefined && this.mode === ConnectionMode.LOCAL && isAbstractPath(this.path) && this.options.allowAnyUser !== true) {
       throw new LwMsgError(Status.SECURITY, "accept on an abstract socket name: it has no file permissions, so any local user can connect; pass an authorize function (or allowAnyUser: true when listening)");
     }
     const t = await this.acceptTransport();
@@ -288,7 +337,7 @@ export class Listener<P extends Protocol<any> = Protocol<any>> {
       t.close();
       throw e;
     }
-    c.setTransport(ConnectionMode.LOCAL, t);
+    c.setTransport(this.mode, t);
     try {
       await c.accept(authorize);
     } catch (e) {

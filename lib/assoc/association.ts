@@ -15,7 +15,7 @@ import { AGAIN, READABLE, WRITABLE, type Transport } from "../transport/types.ts
 import { InboundFramer, type FrameSink } from "../wire/inbound.ts";
 import { OutboundQueue } from "../wire/outbound.ts";
 import { encodeShutdown } from "../wire/packets.ts";
-import { resolveOutgoing, type OutgoingMessage, type ReceivedMessage } from "./message.ts";
+import { fdFieldPaths, resolveOutgoing, type OutgoingMessage, type ReceivedMessage } from "./message.ts";
 import { Phase, checkConnectionOptions, checkProtocol, describePhase, publicState, type AssocState, type ConnectionOptions } from "./options.ts";
 import { Inbox, type Admission } from "./inbox.ts";
 import { Link } from "./link.ts";
@@ -215,13 +215,14 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
   private enqueue(message: OutgoingMessage): void {
     const h = resolveOutgoing(this.protocol, message);
     const entry = h.entry;
-    if (entry !== undefined && entry.hasFds && !this.transport!.caps.fds) this.refuseFds(entry, message.data);
+    if (entry !== undefined && entry.hasFds && !this.transport!.caps.fds) this.refuseFds(entry);
     this.outq.enqueue(entry, h.tag, h.flags, h.status, h.cookie, message.data, this.encodeCtx, this.packetSize);
   }
 
   /** @internal a message with fd fields on a transport that cannot carry fds (REMOTE). */
-  protected refuseFds(entry: ProtocolEntry, _data: unknown): void {
-    throw new LwMsgError(Status.INVALID_PARAMETER, `send ${entry.name}: its type has fd fields, and fds cannot travel over ${this.transport!.description}; nothing was sent`);
+  protected refuseFds(entry: ProtocolEntry): void {
+    const fields = fdFieldPaths(entry.type).join(", ");
+    throw new LwMsgError(Status.INVALID_PARAMETER, `send ${entry.name}: fd field ${fields} cannot travel over ${this.transport!.description} (fds pass only over UNIX sockets); nothing was sent`);
   }
 
   private scheduleFlush(): void {
@@ -339,13 +340,9 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
       f.wpos += r;
       return r;
     }
-    if (r === 0) {
-      this.eofSeen = true;
-      this.toError(new LwMsgError(Status.PEER_CLOSE, "peer closed the connection"));
-      return 0;
-    }
     if (r === AGAIN) return AGAIN;
-    this.toError(LwMsgError.fromErrno("recvmsg", r, true));
+    if (r === 0) this.eofSeen = true;
+    this.toError(t.failure ?? (r === 0 ? new LwMsgError(Status.PEER_CLOSE, "peer closed the connection") : LwMsgError.fromErrno("recvmsg", r, true)));
     return r;
   }
 

@@ -107,9 +107,9 @@ export abstract class Link {
       // fds sent with a greeting (AUTH_LOCAL pipe on platforms without peer creds) are not used here.
       const r = this.transport!.read(f.buf, f.wpos, f.buf.length - f.wpos, null, 0);
       if (r > 0) f.wpos += r;
-      else if (r === 0) throw new LwMsgError(Status.PEER_CLOSE, `${what}: peer closed the connection`);
       else if (r === AGAIN) await this.waitFor(READABLE, deadline, what);
-      else throw LwMsgError.fromErrno(what, r, true);
+      // What EOF or an errno cannot tell (a TLS alert: the peer refused our certificate) the transport says.
+      else throw this.transport!.failure ?? (r === 0 ? new LwMsgError(Status.PEER_CLOSE, `${what}: peer closed the connection`) : LwMsgError.fromErrno(what, r, true));
     }
   }
 

@@ -5,6 +5,7 @@
 import { LwMsgError, Status } from "../status.ts";
 import { closeFd } from "../transport/fdqueue.ts";
 import type { Protocol, ProtocolEntry } from "../protocol.ts";
+import { wireOf, type WireType } from "../types.ts";
 import { MessageFlags, TAG_INVALID } from "../wire/packets.ts";
 
 /** A message to send. `tag` is a protocol name or number; `-1` sends no payload. */
@@ -109,4 +110,38 @@ export class ReceivedMessage implements Disposable {
   dispose(): void {
     this[dispose]();
   }
+}
+
+/** Where a message type holds fds, as field paths (`fd`, `files[].fd`, `<arm:x>.fd`): for errors that name them. */
+export function fdFieldPaths(type: unknown): string[] {
+  const out: string[] = [];
+  const seen = new Set<WireType>();
+  const walk = (w: WireType, at: string): void => {
+    if (seen.has(w) || out.length >= 8) return;
+    switch (w.kind) {
+      case "fd":
+        out.push(at || "(the payload)");
+        return;
+      case "struct":
+        seen.add(w);
+        for (const m of w.members) walk(m.type, at ? `${at}.${m.name}` : m.name);
+        seen.delete(w);
+        return;
+      case "union":
+        for (const a of w.arms) walk(a.type, `${at}<arm:${a.name ?? a.tag}>`);
+        return;
+      case "pointer":
+        return walk(w.to, at);
+      case "array":
+        return walk(w.of, `${at}[]`);
+      case "custom":
+        return walk(w.transmit, at);
+      case "rec":
+        seen.add(w);
+        walk(w.type, at);
+        return;
+    }
+  };
+  walk(wireOf(type), "");
+  return out;
 }

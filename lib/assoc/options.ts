@@ -88,6 +88,19 @@ export interface ConnectionOptions {
    * MEMORY and ends the connection. Default: 1 MiB + 64 per wire byte.
    */
   maxDecodedBytes?: number;
+  /**
+   * REMOTE over TLS: Bun's TLS options (`key`, `cert`, `ca`, `serverName`,
+   * `requestCert`, `rejectUnauthorized`, …). A client gives `ca` (and its own
+   * `key`/`cert` for mutual TLS); a server gives `key`/`cert` (and `ca` with
+   * `requestCert: true` to require client certificates). Absent: plain TCP.
+   */
+  tls?: import("../transport/bun-socket.ts").RemoteTlsOptions | null;
+  /**
+   * REMOTE without TLS to or on an address that is not loopback: nothing
+   * authenticates the peer and the network can read and change every byte.
+   * Refused (SECURITY) unless this is true.
+   */
+  allowInsecureTcp?: boolean;
   /** Handle table for `Lw.Handle` fields (the session layer supplies it). */
   handles?: HandleCodec | null;
 }

@@ -26,7 +26,7 @@ export interface ClientHost extends ChannelHost {
   endSession(session: Session<any>): void;
 }
 
-export type ConnectEndpoint = { kind: "local"; path: string } | { kind: "direct"; name: string };
+export type ConnectEndpoint = { kind: "local"; path: string } | { kind: "direct"; name: string } | { kind: "remote"; endpoint: string };
 type Channel = AssocChannel | DirectChannel;
 
 /** Internal per-session bookkeeping of outgoing sessions. */
@@ -147,7 +147,8 @@ export class PeerClient {
       try {
         if (ep.kind === "direct") return await this.establishDirect(session, cs, ep.name);
         const conn = new Connection(this.host.protocol, this.host.connectionOptions(session));
-        conn.setEndpoint(ConnectionMode.LOCAL, ep.path);
+        if (ep.kind === "remote") conn.setEndpoint(ConnectionMode.REMOTE, ep.endpoint);
+        else conn.setEndpoint(ConnectionMode.LOCAL, ep.path);
         return await this.establishClient(session, cs, conn);
       } catch (e) {
         const err = asLwError(e);

@@ -17,6 +17,8 @@ import type { AssocChannel } from "./assoc-channel.ts";
 import { PeerClient } from "./client.ts";
 import { PeerServer, ServerState, type ServerHost } from "./server.ts";
 import { TimeoutSweeper } from "./sweeper.ts";
+import { checkRemoteEndpoint, parseHostPort } from "../transport/remote-endpoint.ts";
+import type { RemoteTlsOptions } from "../transport/bun-socket.ts";
 import { checkBudget, checkMs, type DispatchTable, type Handler, type PeerOptions, type TraceHooks } from "./types.ts";
 
 export { Call, CallDirection, CallError, Session };
@@ -69,6 +71,8 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
   readonly _maxDecodedPerSession: number;
   private readonly maxDecodedPerUid: number;
   private readonly decodedByUid = new Map<number, number>();
+  /** @internal REMOTE endpoints' TLS settings and plain-TCP opt-in (from the options). */
+  readonly remote: { tls: RemoteTlsOptions | null; allowInsecureTcp: boolean };
   /** @internal connections whose orderly close is still flushing. */
   readonly _closingConns = new Set<Connection>();
   private readonly sweeper: TimeoutSweeper;
@@ -113,6 +117,7 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
       this.timeoutIdle = checkMs("idle", timeouts.idle);
     }
     this.connOptions = conn;
+    this.remote = { tls: conn.tls ?? null, allowInsecureTcp: conn.allowInsecureTcp === true };
     // Validate the protocol and connection options now, not at the first connection.
     checkProtocol(protocol);
     checkConnectionOptions(conn);
@@ -269,7 +274,14 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
       this.server.addEndpoint({ kind: "direct", name: path });
       return this;
     }
-    if (mode !== ConnectionMode.LOCAL) throw new LwMsgError(Status.UNSUPPORTED, `addListenEndpoint: unsupported mode ${mode} (LOCAL or DIRECT)`);
+    if (mode === ConnectionMode.REMOTE) {
+      const { host, port } = parseHostPort(path, { allowPortZero: true });
+      checkRemoteEndpoint(host, this.remote.tls, this.remote.allowInsecureTcp);
+      this.requireStopped("addListenEndpoint");
+      this.server.addEndpoint({ kind: "remote", host, port });
+      return this;
+    }
+    if (mode !== ConnectionMode.LOCAL) throw new LwMsgError(Status.UNSUPPORTED, `addListenEndpoint: unsupported mode ${mode} (LOCAL, REMOTE or DIRECT)`);
     if (!Number.isInteger(perms) || perms < 0 || perms > 0o7777) throw new LwMsgError(Status.INVALID_PARAMETER, `addListenEndpoint: perms must be a permission number like 0o600, got ${perms}`);
     this.requireStopped("addListenEndpoint");
     this.server.addEndpoint({ kind: "local", path, perms });
@@ -294,6 +306,11 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
    */
   startListen(): Promise<void> {
     return this.server.start();
+  }
+
+  /** REMOTE listen endpoints as `"host:port"`, with the port picked for port 0 (after startListen). */
+  get listenAddresses(): string[] {
+    return this.server.remoteAddresses;
   }
 
   /**
@@ -370,7 +387,11 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
     if (typeof path !== "string" || path.length === 0) throw new LwMsgError(Status.INVALID_PARAMETER, "addConnectEndpoint: the endpoint must be a non-empty string");
     if (mode === ConnectionMode.DIRECT) this.client.addEndpoint({ kind: "direct", name: path });
     else if (mode === ConnectionMode.LOCAL) this.client.addEndpoint({ kind: "local", path });
-    else throw new LwMsgError(Status.UNSUPPORTED, `addConnectEndpoint: unsupported mode ${mode} (LOCAL or DIRECT)`);
+    else if (mode === ConnectionMode.REMOTE) {
+      const { host } = parseHostPort(path);
+      checkRemoteEndpoint(host, this.remote.tls, this.remote.allowInsecureTcp);
+      this.client.addEndpoint({ kind: "remote", endpoint: path });
+    } else throw new LwMsgError(Status.UNSUPPORTED, `addConnectEndpoint: unsupported mode ${mode} (LOCAL, REMOTE or DIRECT)`);
     return this;
   }
 

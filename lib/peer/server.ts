@@ -14,12 +14,16 @@ import { adoptUnixSocketOrClose } from "../transport/unix.ts";
 import { UnixAcceptor, checkSocketDirectory, isAbstractPath } from "../transport/unix-listen.ts";
 import { AssocChannel } from "./assoc-channel.ts";
 import { DirectServer } from "./direct.ts";
+import { TcpAcceptor } from "../transport/bun-listen.ts";
+import type { RemoteTlsOptions } from "../transport/bun-socket.ts";
 import type { TimeoutSweeper } from "./sweeper.ts";
 import { asLwError, noop, type ChannelHost } from "./types.ts";
 
 /** What the server reads from its Peer (the Peer implements it; no import of peer.ts here). */
 export interface ServerHost extends ChannelHost {
   readonly protocol: Protocol<any>;
+  /** REMOTE listen endpoints: TLS settings and the plain-TCP opt-in. */
+  readonly remote: { tls: RemoteTlsOptions | null; allowInsecureTcp: boolean };
   readonly maxClients: number;
   readonly maxClientsPerUid: number | null;
   readonly backlog: number;
@@ -31,7 +35,11 @@ export interface ServerHost extends ChannelHost {
   endSession(session: Session<any>): void;
 }
 
-export type ListenEndpoint = { kind: "local"; path: string; perms: number } | { kind: "fd"; fd: number } | { kind: "direct"; name: string };
+export type ListenEndpoint =
+  | { kind: "local"; path: string; perms: number }
+  | { kind: "fd"; fd: number }
+  | { kind: "direct"; name: string }
+  | { kind: "remote"; host: string; port: number };
 
 /** One listening endpoint of a server and its acceptor while started. */
 class ListenPoint {
@@ -45,10 +53,11 @@ class ListenPoint {
     this.givenFd = endpoint.kind === "fd" ? endpoint.fd : -1;
   }
 
-  open(backlog: number): void {
+  open(backlog: number, remote: ServerHost["remote"]): void {
     const ep = this.endpoint;
     if (ep.kind === "direct") return;
-    if (ep.kind === "local") this.acceptor = UnixAcceptor.bind(ep.path, backlog, ep.perms);
+    if (ep.kind === "remote") this.acceptor = TcpAcceptor.listen({ host: ep.host, port: ep.port, tls: remote.tls, allowInsecureTcp: remote.allowInsecureTcp });
+    else if (ep.kind === "local") this.acceptor = UnixAcceptor.bind(ep.path, backlog, ep.perms);
     else {
       if (this.givenFd < 0) throw new LwMsgError(Status.INVALID_STATE, "listen fd was already used and closed by an earlier stopListen");
       // Owned from here on: a failure still closes it (and the number is never reused by a restart).
@@ -97,6 +106,16 @@ export class PeerServer {
     return this.listenPoints.flatMap((lp) => (lp.endpoint.kind === "local" ? [lp.endpoint.path] : []));
   }
 
+  /** REMOTE endpoints as listened on: `"host:port"` with the port picked for port 0 (while started). */
+  get remoteAddresses(): string[] {
+    return this.listenPoints.flatMap((lp) => {
+      const ep = lp.endpoint;
+      if (ep.kind !== "remote") return [];
+      const port = lp.acceptor instanceof TcpAcceptor ? lp.acceptor.port : ep.port;
+      return [ep.host.includes(":") ? `[${ep.host}]:${port}` : `${ep.host}:${port}`];
+    });
+  }
+
   async start(): Promise<void> {
     if (this.state === ServerState.ERROR) throw this.stickyError!;
     if (this.state === ServerState.STARTED) return;
@@ -112,7 +131,7 @@ export class PeerServer {
     }
     try {
       for (const name of this.directNames) this.directServers.push(DirectServer.listen(name, host));
-      for (const lp of this.listenPoints) lp.open(host.backlog);
+      for (const lp of this.listenPoints) lp.open(host.backlog, host.remote);
     } catch (e) {
       for (const d of this.directServers.splice(0)) void d.shutdown();
       for (const lp of this.listenPoints) lp.close();
@@ -158,7 +177,7 @@ export class PeerServer {
       const uid = this.takeUidSlot(t);
       if (uid === null) continue;
       this.numClients++;
-      this.acceptConnection(t, ConnectionMode.LOCAL, uid).then(noop, noop);
+      this.acceptConnection(t, lp.endpoint.kind === "remote" ? ConnectionMode.REMOTE : ConnectionMode.LOCAL, uid).then(noop, noop);
     }
   }
 
