@@ -18,6 +18,7 @@ import { UnixConnector, adoptUnixSocket, unixPair, type UnixTransport } from "./
 import { UnixAcceptor, checkSocketDirectory, isAbstractPath } from "./transport/unix-listen.ts";
 import { TcpConnector } from "./transport/bun-connect.ts";
 import { TcpAcceptor } from "./transport/bun-listen.ts";
+import type { RemoteTlsOptions } from "./transport/bun-socket.ts";
 import { checkRemoteEndpoint, parseHostPort } from "./transport/remote-endpoint.ts";
 import { GREETING_SIZE, PacketType, decodeGreeting, encodeGreeting } from "./wire/packets.ts";
 
@@ -50,7 +51,7 @@ export class Connection<P extends Protocol<any> = Protocol<any>> extends Associa
   private connector: Connector | null = null;
   /** A socket given by setFd (or an accepted one), not yet started. */
   private given: Transport | null = null;
-  private readonly remote: { tls: ConnectionOptions["tls"]; allowInsecureTcp: boolean };
+  private readonly remote: { tls: RemoteTlsOptions | null; allowInsecureTcp: boolean };
 
   constructor(protocol: P, options: ConnectionOptions = {}) {
     super(protocol, options);
@@ -294,7 +295,7 @@ export class Listener<P extends Protocol<any> = Protocol<any>> {
 
   constructor(
     readonly protocol: P,
-    where: string | { host: string; port: number; tls: ConnectionOptions["tls"]; allowInsecureTcp: boolean },
+    where: string | { host: string; port: number; tls: RemoteTlsOptions | null; allowInsecureTcp: boolean },
     private readonly options: ListenOptions = {},
   ) {
     const mode = options.mode ?? 0o600;

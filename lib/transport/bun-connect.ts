@@ -96,7 +96,7 @@ export class TcpConnector implements Connector {
         hostname: address,
         port: this.port,
         data: t,
-        tls: this.tls === null ? undefined : tlsForClient(this.tls, this.host),
+        ...(this.tls === null ? {} : { tls: tlsForClient(this.tls, this.host) }),
         socket: SOCKET_HANDLERS as unknown as Bun.SocketHandler<BunSocketTransport>,
       }).then(
         (s) => {

@@ -72,7 +72,7 @@ export class TcpAcceptor implements Acceptor {
       this.listener = Bun.listen<unknown>({
         hostname: opts.host,
         port: opts.port,
-        tls: tls ?? undefined,
+        ...(tls ? { tls } : {}),
         data: this,
         socket: { ...(SOCKET_HANDLERS as unknown as Bun.SocketHandler<unknown>), open: (s: Bun.Socket<unknown>) => this.onOpen(s as unknown as BunSocket) },
       });
