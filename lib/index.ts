@@ -17,7 +17,8 @@ export type { Encoder, Decoder, HandleCodec } from "./codec/io.ts";
 export { Handle, HandleLocation } from "./handle.ts";
 export { MessageFlags, PacketType, DEFAULT_PACKET_SIZE, TAG_INVALID } from "./wire.ts";
 export { Connection, ConnectionMode, AssocState, ReceivedMessage, tokensEqual } from "./connection.ts";
-export type { ConnectionOptions, ListenOptions, LocalToken, OutgoingMessage } from "./connection.ts";
+export type { ConnectionOptions, ListenOptions, RemoteListenOptions, LocalToken, OutgoingMessage } from "./connection.ts";
+export type { SecurityToken, X509Token, AddressToken } from "./token.ts";
 export { Listener } from "./listener.ts";
 export { Poller } from "./native/poller.ts";
 export type { PollerMechanism } from "./native/poller.ts";
@@ -25,7 +26,7 @@ export { peerCredentials, selfCredentials, socketPair } from "./native/socket.ts
 export type { Credentials } from "./native/socket.ts";
 export { Peer } from "./peer.ts";
 export type { DispatchTable, Handler, HandlerReply, SessionHooks, TraceHooks, PeerOptions, PeerTimeouts, Reply } from "./peer.ts";
-export { allowUids, allowGids, sameUser, allOf, anyOf, authorize } from "./security.ts";
+export { allowUids, allowGids, sameUser, allOf, anyOf, authorize, pinFingerprints, allowSubjects, allowIssuers, verifiedCertificate } from "./security.ts";
 export type { TokenCheck } from "./security.ts";
 export { Session, tokenToString, tokenHash, tokenCanAccess, localTokenGetEid, localTokenGetPid, localToken } from "./session.ts";
 export type { ReplyMessage } from "./session.ts";
