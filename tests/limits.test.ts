@@ -130,3 +130,75 @@ describe("decoded-memory budgets (issue 16)", () => {
     new Peer(multicallProtocol, { maxDecodedBytesPerSession: null, maxDecodedBytesPerUid: null });
   });
 });
+
+describe("the amplifying attack against the hardened configuration (issue 16, SECURITY.md §4)", () => {
+  test("7 connections of one uid × 32 calls × 64 KiB of 1-byte structs against a slow handler: the server's peak RSS grows ≤ 64 MiB, a healthy client's calls all succeed", async () => {
+    const { Peer } = await import("../lib/peer.ts");
+    const { ConnectionMode } = await import("../lib/connection.ts");
+    const { amplifyProtocol } = await import("./fixtures/amplify-protocol.ts");
+    const path = `${process.env.TMPDIR ?? "/tmp"}/lwmsg-amplify-${process.pid}.sock`;
+    const child = Bun.spawn([process.execPath, new URL("./fixtures/amplify-server.ts", import.meta.url).pathname, path], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+    const reader = child.stdout.getReader();
+    let buf = "";
+    const line = async () => {
+      for (;;) {
+        const i = buf.indexOf("\n");
+        if (i >= 0) {
+          const l = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          return l;
+        }
+        const { value, done } = await reader.read();
+        if (done) throw new Error("server ended");
+        buf += new TextDecoder().decode(value);
+      }
+    };
+    const ask = async (q: string) => {
+      child.stdin.write(q + "\n");
+      child.stdin.flush();
+      return Number(await line());
+    };
+    try {
+      expect(await line()).toBe("ready");
+      const before = await ask("hwm");
+      // The attack runs in its own process: encoding 64 Ki objects per call would otherwise starve the healthy client here.
+      const attacker = Bun.spawn([process.execPath, new URL("./fixtures/amplify-attacker.ts", import.meta.url).pathname, path, "2500"], { stdout: "pipe", stderr: "inherit" });
+      const healthy = new Peer(amplifyProtocol);
+      healthy.addConnectEndpoint(ConnectionMode.LOCAL, path);
+      const hs = await healthy.connect();
+      await hs.call({ tag: "PING_REQ" });
+      let healthyOk = 0;
+      let healthyFailed = 0;
+      const lat: number[] = [];
+      const probe = (async () => {
+        while (attacker.exitCode === null) {
+          const t0 = performance.now();
+          try {
+            await hs.call({ tag: "PING_REQ" });
+            healthyOk++;
+            lat.push(performance.now() - t0);
+          } catch {
+            healthyFailed++;
+          }
+          await Bun.sleep(5);
+        }
+      })();
+      const outcome = await new Response(attacker.stdout).text();
+      expect(await attacker.exited).toBe(0);
+      await probe;
+      lat.sort((a, b) => a - b);
+      console.log(`attacker calls by status: ${outcome.trim()}; healthy p50 ${lat[lat.length >> 1]?.toFixed(1)} ms, p99 ${lat[Math.floor(lat.length * 0.99)]?.toFixed(1)} ms`);
+      const after = await ask("hwm");
+      const grewMiB = (after - before) / 1024;
+      console.log(`amplification: server VmHWM ${(before / 1024).toFixed(0)} → ${(after / 1024).toFixed(0)} MiB (+${grewMiB.toFixed(1)}); healthy calls ${healthyOk} ok, ${healthyFailed} failed`);
+      expect(grewMiB).toBeLessThanOrEqual(64);
+      expect(healthyFailed).toBe(0);
+      expect(healthyOk).toBeGreaterThan(10);
+      await healthy.close();
+    } finally {
+      child.stdin.write("quit\n");
+      child.stdin.flush();
+      await Promise.race([child.exited, Bun.sleep(5000).then(() => child.kill())]);
+    }
+  }, 60_000);
+});

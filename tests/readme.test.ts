@@ -20,7 +20,9 @@ blocks.forEach((code, i) => {
     const proc = Bun.spawn([process.execPath, file], { stdout: "pipe", stderr: "pipe" });
     const [out, err, code_] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
     if (code_ !== 0) throw new Error(`example ${i + 1} exited ${code_}:\n${err}`);
-    if (code.includes("ADD_REQ")) expect(out).toContain("[ 11, 12, 13 ]");
+    if (code.includes("ConnectionMode.REMOTE")) expect(out).toBe("42\n");
+    else if (code.includes("ConnectionMode.DIRECT")) expect(out).toBe("3 local\n");
+    else if (code.includes("ADD_REQ")) expect(out).toContain("[ 11, 12, 13 ]");
     if (code.includes("WHOAMI_REQ")) {
       expect(out).toContain(`server saw euid ${process.geteuid!()}`);
       expect(out).toContain("refused: SECURITY");
