@@ -37,3 +37,19 @@ export type { ListenFd, ListenFdsOptions, SocketFamily } from "./transport/syste
 export { createSealedMemfd, sealedMemfdFrom, checkSealedMemfd, mapSealedMemfd, memfdSeals, unmapNow, Seal, REQUIRED_SEALS } from "./transport/shm.ts";
 export type { MemfdOptions } from "./transport/shm.ts";
 export { dupFd } from "./native/socket.ts";
+export { Archive, ArchivedMessage, ArchiveDisposition, ByteOrder } from "./archive/index.ts";
+export type { ArchiveOptions, ArchiveMessageOut, ArchiveHeader, ArchiveRecord } from "./archive/index.ts";
+export {
+  typeToRep,
+  typeFromRep,
+  encodeTypeRep,
+  decodeTypeRep,
+  checkAssignable,
+  protocolToRep,
+  protocolFromRep,
+  encodeProtocolRep,
+  decodeProtocolRep,
+  updateProtocol,
+  checkProtocolRep,
+} from "./typerep/index.ts";
+export type { TypeRep, ProtocolRep, ProtocolMessageRep } from "./typerep/index.ts";

@@ -39,6 +39,7 @@ blocks.forEach((code, i) => {
     }
     if (code.includes("mapSealedMemfd")) expect(out).toContain("8388608 true");
     if (code.includes("listenFds()")) expect(out).toContain("not socket-activated: bound our own socket");
+    if (code.includes("new Archive(")) expect(out).toBe('NOTE (1): struct Note\nNOTE {\n    id = 7\n    text = "hello"\n}\nTICK\nEOF\n');
     if (i === 0) {
       expect(out).toContain("hello, fd");
       expect(out).toContain(`pid: ${proc.pid}`); // PAIR tokens carry the process's own pid
