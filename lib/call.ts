@@ -162,6 +162,11 @@ export class OutgoingCall extends Call<any> {
   signal_: AbortSignal | null = null;
   /** Set by the task: what to do when the signal aborts or the timer fires. */
   owner: { cancelOutgoing(c: OutgoingCall, why: Status): void } | null = null;
+  /** The request as the caller gave it, and its options: re-issued when a draining server answers SHUTDOWN(AGAIN). */
+  message: { tag: string | number; data?: unknown } | null = null;
+  options: CallOptions | undefined = undefined;
+  /** `Date.now()` at which the caller's timeout ends (null: none); a re-issued call keeps what remains. */
+  deadline: number | null = null;
 
   constructor(session: Session<any>, cookie: number, tag: string | number) {
     super(CallDirection.OUTGOING, session, cookie, tag);

@@ -52,10 +52,13 @@ export class Connection<P extends Protocol<any> = Protocol<any>> extends Associa
   /** A socket given by setFd (or an accepted one), not yet started. */
   private given: Transport | null = null;
   private readonly remote: { tls: RemoteTlsOptions | null; allowInsecureTcp: boolean };
+  /** ConnectionOptions.pidfd: the peer's token carries a pidfd. */
+  private readonly wantPidfd: boolean;
 
   constructor(protocol: P, options: ConnectionOptions = {}) {
     super(protocol, options);
     this.remote = { tls: options.tls ?? null, allowInsecureTcp: options.allowInsecureTcp === true };
+    this.wantPidfd = options.pidfd === true;
   }
 
   // ---------------------------------------------------------------- config
@@ -149,7 +152,7 @@ export class Connection<P extends Protocol<any> = Protocol<any>> extends Associa
       this.attach(t);
       await this.writeAll(encodeGreeting(PacketType.CONNECT, this.ownPacketSize, this.connectCookie), deadline, "sending CONNECT");
       const g = decodeGreeting(await this.readGreeting(GREETING_SIZE, deadline, "waiting for ACCEPT"), PacketType.ACCEPT);
-      const token = t.identity();
+      const token = t.identity({ pidfd: this.wantPidfd });
       if (authorize) await authorize(token);
       this.establish(g.packetSize, g.cookie, token);
     } catch (e) {
@@ -180,7 +183,7 @@ export class Connection<P extends Protocol<any> = Protocol<any>> extends Associa
       this.attach(t);
       const g = decodeGreeting(await this.readGreeting(GREETING_SIZE, deadline, "waiting for CONNECT"), PacketType.CONNECT);
       const size = Math.min(this.ownPacketSize, g.packetSize);
-      const token = t.identity();
+      const token = t.identity({ pidfd: this.wantPidfd });
       if (authorize) {
         try {
           await authorize(token, g.cookie);
@@ -215,6 +218,13 @@ export class Connection<P extends Protocol<any> = Protocol<any>> extends Associa
     this.given?.close();
     this.given = null;
     await super.close();
+  }
+
+  /** @internal as close(), with SHUTDOWN(`status`) (a draining server's AGAIN). */
+  override async closeWith(status: number): Promise<void> {
+    this.given?.close();
+    this.given = null;
+    await super.closeWith(status);
   }
 
   // ---------------------------------------------------------------- factories

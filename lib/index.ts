@@ -28,6 +28,7 @@ export { Peer } from "./peer.ts";
 export type { DispatchTable, Handler, HandlerReply, SessionHooks, TraceHooks, PeerOptions, PeerTimeouts, Reply } from "./peer.ts";
 export { allowUids, allowGids, sameUser, allOf, anyOf, authorize, pinFingerprints, allowSubjects, allowIssuers, verifiedCertificate } from "./security.ts";
 export type { TokenCheck } from "./security.ts";
+export { pidfdAlive } from "./pidfd.ts";
 export { Session, tokenToString, tokenHash, tokenCanAccess, localTokenGetEid, localTokenGetPid, localToken } from "./session.ts";
 export type { ReplyMessage } from "./session.ts";
 export { Call, CallDirection, CallError } from "./call.ts";

@@ -13,6 +13,15 @@ export interface LocalToken {
   readonly egid: number;
   /** -1 where the platform cannot tell. */
   readonly pid: number;
+  /**
+   * A pidfd of the peer process (opt-in `pidfd: true`; Linux ≥ 6.5,
+   * SO_PEERPIDFD), taken by the kernel when the connection was made: it
+   * names that process and no later one with its pid — see `pidfdAlive`.
+   * Owned by the token's owner (the connection, or the Peer's session) and
+   * closed when it ends. Absent when not asked for, for PAIR, or when the
+   * kernel cannot give one.
+   */
+  readonly pidfd?: number;
 }
 
 /**

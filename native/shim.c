@@ -672,3 +672,38 @@ int lw_get_seals(int fd) { (void)fd; return -ENOSYS; }
 double lw_fd_size(int fd) { (void)fd; return (double)-ENOSYS; }
 int lw_pwrite_all(int fd, const uint8_t *buf, double len, double offset) { (void)fd; (void)buf; (void)len; (void)offset; return -ENOSYS; }
 #endif
+
+/* SO_PEERPIDFD (Linux >= 6.5): a pidfd of the process at the other end of a
+ * connected UNIX socket, taken by the kernel when the connection was made —
+ * so it names that very process, never a later one that reused its pid (as
+ * pidfd_open(SO_PEERCRED's pid) could). Made close-on-exec. Returns the
+ * pidfd or -errno (ENOPROTOOPT on older kernels, ENOSYS off Linux). */
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+int lw_peer_pidfd(int fd) {
+#ifdef __linux__
+  int pidfd = -1;
+  socklen_t l = sizeof pidfd;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &l) < 0) return -errno;
+  if (fcntl(pidfd, F_SETFD, FD_CLOEXEC) < 0) {
+    int e = errno;
+    close(pidfd);
+    return -e;
+  }
+  return pidfd;
+#else
+  (void)fd;
+  return -ENOSYS;
+#endif
+}
+
+/* Is the process of a pidfd still running? A pidfd polls readable once its
+ * process has exited. 1 running, 0 exited, -errno (EBADF: not open). */
+int lw_pidfd_alive(int pidfd) {
+  struct pollfd p = {pidfd, POLLIN, 0};
+  int r = poll(&p, 1, 0);
+  if (r < 0) return -errno;
+  if (p.revents & POLLNVAL) return -EBADF;
+  return r == 0 ? 1 : 0;
+}

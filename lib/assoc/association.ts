@@ -157,11 +157,9 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
   // ---------------------------------------------------------------- send
 
   /**
-   * `lwmsg_assoc_send_message`. The message is encoded at once (the caller
-   * may reuse or close what it passed, fds included) and leaves with the
-   * other messages of this turn. Resolves once it is in the kernel or in the
-   * bounded outgoing queue. Encoding errors reject and leave the connection
-   * usable, as in lwmsg (§3.4).
+   * `lwmsg_assoc_send_message`. The message is encoded at once (the caller may reuse or close what it
+   * passed, fds included) and leaves with the other messages of this turn. Resolves once it is in the
+   * kernel or in the bounded outgoing queue. Encoding errors reject and leave the connection usable (§3.4).
    */
   send(message: OutgoingMessage): Promise<void> {
     if (this.phase !== Phase.ESTABLISHED) return Promise.reject(this.notEstablished("send"));
@@ -179,10 +177,9 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
   }
 
   /**
-   * Resolves once send() would no longer wait (queued bytes under
-   * `sendQueueLimit`); rejects if the connection fails first (TIMEOUT after
-   * the message timeout). A server stops reading requests while its replies
-   * cannot drain, so a client that does not read cannot grow its memory.
+   * Resolves once send() would no longer wait (queued bytes under `sendQueueLimit`); rejects if the
+   * connection fails first (TIMEOUT after the message timeout). A server stops reading requests while its
+   * replies cannot drain, so a client that does not read cannot grow its memory.
    */
   drained(): Promise<void> {
     if (this.phase !== Phase.ESTABLISHED) return Promise.reject(this.notEstablished("drained"));
@@ -240,7 +237,11 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
   private flush(): void {
     const r = this.outq.flushTo(this.transport!);
     if (r > 0) this.justSent = true;
-    else if (r < 0) return this.toError(LwMsgError.fromErrno("sendmsg", r, true));
+    else if (r < 0) {
+      // The peer is gone: first take in what it sent before closing — a SHUTDOWN(AGAIN) lets calls be re-sent, EPIPE would not.
+      while (this.phase === Phase.ESTABLISHED && this.readOnce() > 0) this.framer.parse(this);
+      return this.toError(LwMsgError.fromErrno("sendmsg", r, true));
+    }
     if (this.outq.unsent > 0) this.armWatch();
     this.wakeDrainWaiters();
   }
@@ -254,11 +255,10 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
   // ---------------------------------------------------------------- receive
 
   /**
-   * `lwmsg_assoc_recv_message`. Served from messages already read when there
-   * are any. A payload that fails to decode gives a synthetic message (§3.4);
-   * a tag not in the protocol rejects with MALFORMED and the connection stays
-   * usable; a peer shutdown rejects with PEER_CLOSE/PEER_RESET/PEER_ABORT.
-   * Only one recv may wait at a time (BUSY otherwise).
+   * `lwmsg_assoc_recv_message`, served from messages already read when there are any. A payload that fails
+   * to decode gives a synthetic message (§3.4); a tag not in the protocol rejects with MALFORMED and the
+   * connection stays usable; a peer shutdown rejects with PEER_CLOSE/PEER_RESET/PEER_ABORT (or AGAIN, see
+   * `shutdownError`). Only one recv may wait at a time (BUSY otherwise).
    */
   recv(): Promise<ReceivedMessage> {
     const m = this.inbox.take();
@@ -308,10 +308,9 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
       if (this.inbox.ready) return;
     }
     while (this.phase === Phase.ESTABLISHED) {
-      // fds not yet claimed stay queued even when every byte is parsed: a
-      // sendmsg that the kernel takes only in part carries all its fds with
-      // the first part, so fds can arrive ahead of bytes still to come
-      // (lwmsg §10.10 keeps them queued too). maxFds bounds them.
+      // fds not yet claimed stay queued even when every byte is parsed: a sendmsg that the kernel takes only in part
+      // carries all its fds with the first part, so fds can arrive ahead of bytes still to come (lwmsg §10.10
+      // keeps them queued too). maxFds bounds them.
       if (this.readOnce() <= 0) return;
       this.framer.parse(this);
       if (this.inbox.ready) return;
@@ -321,10 +320,10 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
   /** One read into the framer's free tail. >0 bytes, AGAIN, or ≤ 0 after recording a fatal error. */
   private readOnce(): number {
     const f = this.framer;
-    f.makeRoom();
     const fdIn = this.inbox.fdIn;
-    fdIn.compact();
     const t = this.transport!;
+    f.makeRoom();
+    fdIn.compact();
     const r = t.read(f.buf, f.wpos, f.buf.length - f.wpos, fdIn.fds, this.maxFds + 1 - fdIn.held);
     if (fdIn.held > this.maxFds) {
       this.toError(new LwMsgError(Status.MALFORMED, `peer sent more than ${this.maxFds} fds ahead of their messages (maxFds)`));
@@ -460,9 +459,14 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
   }
 
   /** `lwmsg_assoc_close`: flush, send SHUTDOWN(PEER_CLOSE), close the socket → CLOSED. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    return this.closeWith(Status.PEER_CLOSE);
+  }
+
+  /** @internal close() with SHUTDOWN(`status`): a draining server's AGAIN ("what I did not answer was not run"). */
+  async closeWith(status: number): Promise<void> {
     if (this.phase === Phase.CLOSED) return;
-    if (this.phase === Phase.ESTABLISHED || this.phase === Phase.ERROR) await this.sayGoodbye(Status.PEER_CLOSE);
+    if (this.phase === Phase.ESTABLISHED || this.phase === Phase.ERROR) await this.sayGoodbye(status);
     this.releaseSocket();
     this.phase = Phase.CLOSED;
   }
@@ -479,10 +483,8 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
   }
 
   /**
-   * `lwmsg_assoc_delete`: immediate teardown, no SHUTDOWN packet. Messages
-   * already handed to `send()` (still queued for this turn's flush) get one
-   * non-blocking write first: what the transport takes at once reaches the
-   * peer; only what a full socket cannot take is dropped.
+   * `lwmsg_assoc_delete`: immediate teardown, no SHUTDOWN packet. Messages already handed to `send()`
+   * get one non-blocking write first: only what a full socket cannot take at once is dropped.
    */
   destroy(): void {
     if (this.phase === Phase.ESTABLISHED && this.outq.unsent > 0) this.flush();

@@ -103,6 +103,13 @@ export interface ConnectionOptions {
   allowInsecureTcp?: boolean;
   /** Handle table for `Lw.Handle` fields (the session layer supplies it). */
   handles?: HandleCodec | null;
+  /**
+   * Put a pidfd of the peer process in its local token (`token.pidfd`, for
+   * `pidfdAlive`): Linux ≥ 6.5 (SO_PEERPIDFD); elsewhere the field is
+   * absent. Closed when the connection ends (a Peer's session: when the
+   * session ends). Default false: one more fd per connection. See SECURITY.md.
+   */
+  pidfd?: boolean;
 }
 
 /** Settings of a {@link ConnectionOptions}, validated and with defaults. */
@@ -145,6 +152,7 @@ export function checkConnectionOptions(options: ConnectionOptions): ConnectionSe
   if (!Number.isInteger(sendQueueLimit) || sendQueueLimit < 1) throw new LwMsgError(Status.INVALID_PARAMETER, `sendQueueLimit must be a positive integer, got ${sendQueueLimit}`);
   const maxFds = options.maxFds ?? DEFAULT_MAX_FDS;
   if (!Number.isInteger(maxFds) || maxFds < 1 || maxFds > 1 << 20) throw new LwMsgError(Status.INVALID_PARAMETER, `maxFds must be an integer in 1..1048576, got ${maxFds}`);
+  if (options.pidfd !== undefined && typeof options.pidfd !== "boolean") throw new LwMsgError(Status.INVALID_PARAMETER, `pidfd must be true or false, got ${String(options.pidfd)}`);
   const rp = options.replyPollUs ?? "adaptive";
   if (rp !== "adaptive" && (typeof rp !== "number" || !(rp >= 0) || rp > 1_000_000)) throw new LwMsgError(Status.INVALID_PARAMETER, `replyPollUs must be "adaptive" or 0..1000000, got ${rp}`);
   const maxDecodedBytes = options.maxDecodedBytes ?? -1;

@@ -53,6 +53,8 @@ const symbols = {
   lw_fd_size: { args: ["i32"], returns: "f64" },
   lw_pwrite_all: { args: ["i32", "buffer", "f64", "f64"], returns: "i32" },
   lw_madvise: { args: ["ptr", "f64", "i32"], returns: "i32" },
+  lw_peer_pidfd: { args: ["i32"], returns: "i32" },
+  lw_pidfd_alive: { args: ["i32"], returns: "i32" },
 } as const satisfies Record<string, FFIFunction>;
 
 function systemBuild(): string | null {

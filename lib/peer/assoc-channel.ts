@@ -13,7 +13,8 @@ import type { Session } from "../session.ts";
 import { LwMsgError, Status } from "../status.ts";
 import { MessageFlags, TAG_INVALID } from "../wire/packets.ts";
 import { runIncoming, type Replier } from "./dispatch.ts";
-import { CALL_LOCAL_ENCODE_ERRORS, MAX_COOKIES, REPLY_ENCODE_ERRORS, asLwError, noop, replyFailure, type ChannelHost } from "./types.ts";
+import { completeOutgoing, failOutgoing, reissueOutgoing } from "./outgoing.ts";
+import { CALL_LOCAL_ENCODE_ERRORS, MAX_COOKIES, REPLY_ENCODE_ERRORS, asLwError, noop, type ChannelHost } from "./types.ts";
 
 const peek = Bun.peek;
 
@@ -50,6 +51,8 @@ export class AssocChannel implements SessionTask, Replier {
   private finishedFlag = false;
   /** An orderly close (SHUTDOWN) is still flushing. */
   private closing = false;
+  /** Server side, `Peer.drain`: new requests are dropped unrun; once the running ones have replied, SHUTDOWN(AGAIN). */
+  private draining = false;
   private resolveFinished!: () => void;
   /** Resolves once the connection is gone and every incoming call has settled. */
   readonly finished: Promise<void>;
@@ -214,7 +217,9 @@ export class AssocChannel implements SessionTask, Replier {
       const oc = this.out.get(m.cookie);
       if (oc !== undefined) {
         this.out.delete(m.cookie);
-        this.completeOutgoing(oc, m);
+        // Let the caller's continuation (often the next call) run before the next recv(): its request then leaves with that recv's flush.
+        this.yieldBeforeRecv = true;
+        completeOutgoing(this.peer, oc, m);
         return;
       }
       // Legacy cancel: REPLY + ERROR + tag -1 naming one of *our* incoming calls.
@@ -234,6 +239,10 @@ export class AssocChannel implements SessionTask, Replier {
       return;
     }
     // A new incoming call.
+    if (this.draining) {
+      m.dispose(); // not run: the client re-sends it elsewhere when our SHUTDOWN(AGAIN) arrives
+      return;
+    }
     if (this.inCalls.has(m.cookie)) {
       m.dispose();
       this.handleAssocError(new LwMsgError(Status.MALFORMED, `request cookie ${m.cookie} is already in use by an incoming call`));
@@ -309,6 +318,7 @@ export class AssocChannel implements SessionTask, Replier {
       for (const fn of after) this.peer._safe(fn);
     }
     if (this.status !== 0) this.maybeFinish();
+    else if (this.draining) this.maybeEndDrain();
   }
 
   private releaseBytes(n: number): void {
@@ -339,6 +349,8 @@ export class AssocChannel implements SessionTask, Replier {
     while (out.has(cookie)) cookie = (cookie + 1) & 0xffff;
     this.nextCookie = (cookie + 1) & 0xffff;
     const oc = new OutgoingCall(this.session, cookie, message.tag);
+    oc.message = message;
+    oc.options = options;
     const promise = new Promise<ReceivedMessage>((resolve, reject) => {
       oc.resolve = resolve;
       oc.reject = reject;
@@ -373,7 +385,10 @@ export class AssocChannel implements SessionTask, Replier {
       oc.signal_ = signal;
       signal.addEventListener("abort", oc);
     }
-    if (timeout !== undefined && timeout !== null) oc.timer = setTimeout(onCallTimeout, timeout, oc);
+    if (timeout !== undefined && timeout !== null) {
+      oc.deadline = Date.now() + timeout;
+      oc.timer = setTimeout(onCallTimeout, timeout, oc);
+    }
     if (this.parked) {
       this.parked = false;
       this.schedulePump();
@@ -389,7 +404,7 @@ export class AssocChannel implements SessionTask, Replier {
     // established failed for this message alone (an encode error, an fd that is not open, …). Retrying
     // such a call on a new connection would fail the same way, forever.
     if (this.status === 0 && (CALL_LOCAL_ENCODE_ERRORS.has(err.status) || this.conn.established)) {
-      this.settleError(oc, err.status, err.message, null);
+      failOutgoing(this.peer, oc, err.status, err.message, null);
       return;
     }
     // Connection-level: the request never reached the kernel. Find out what happened, then let the session retry (it reconnects if it can).
@@ -402,38 +417,6 @@ export class AssocChannel implements SessionTask, Replier {
     oc.detach();
     const retry = this.session.call(message as any, options) as Promise<any>;
     retry.then(oc.resolve, oc.reject);
-  }
-
-  private completeOutgoing(oc: OutgoingCall, m: ReceivedMessage): void {
-    oc.detach();
-    oc._done = true;
-    // Let the caller's continuation (often the next call) run before the next recv(): its request then leaves with that recv's flush.
-    this.yieldBeforeRecv = true;
-    const tr = this.peer._trace;
-    if (tr !== null && tr.end) this.peer._safe(() => tr.end!(oc, m, oc._cancelled ? Status.CANCELLED : m.status));
-    if (oc.settled) {
-      m.dispose();
-    } else if (oc._cancelled) {
-      oc.settled = true;
-      oc.reject(new CallError(Status.CANCELLED, "call cancelled", m));
-    } else if (m.status === Status.SUCCESS) {
-      oc.settled = true;
-      oc.resolve(m);
-    } else {
-      oc.settled = true;
-      oc.reject(new CallError(m.status as Status, replyFailure(oc, m), m));
-    }
-  }
-
-  private settleError(oc: OutgoingCall, status: number, message: string, reply: ReceivedMessage | null): void {
-    if (oc._cancelled) status = Status.CANCELLED;
-    oc.detach();
-    oc._done = true;
-    const tr = this.peer._trace;
-    if (tr !== null && tr.end) this.peer._safe(() => tr.end!(oc, { tag: TAG_INVALID }, status));
-    if (oc.settled) return;
-    oc.settled = true;
-    oc.reject(new CallError(status as Status, message, reply));
   }
 
   /** `lwmsg_call_cancel` (abort), or a call timeout: CONTROL cancel on the wire; the cookie stays reserved until the reply. */
@@ -467,6 +450,7 @@ export class AssocChannel implements SessionTask, Replier {
       case Status.PEER_CLOSE:
       case Status.PEER_RESET:
       case Status.PEER_ABORT:
+      case Status.AGAIN: // a draining server's SHUTDOWN(AGAIN): it closes, we drop
         this.shutdown(err, false);
         break;
       default:
@@ -483,18 +467,44 @@ export class AssocChannel implements SessionTask, Replier {
     this.parked = false;
     const outs = [...this.out.values()];
     this.out.clear();
-    for (const oc of outs) this.settleError(oc, err.status, err.message, null);
+    // AGAIN from the server: every call it did not answer was not run (it answers all it started before
+    // saying AGAIN), so those calls go out again, once per AGAIN, on a new connection. Any other end fails them.
+    const again = err.status === Status.AGAIN && !this.incoming;
+    for (const oc of outs) {
+      if (again && oc.message !== null && !oc._cancelled && !oc.settled) reissueOutgoing(oc);
+      else failOutgoing(this.peer, oc, err.status, err.message, null);
+    }
     for (const c of [...this.inCalls.values()]) c._cancel(this.peer._exceptionFn);
     if (orderly) {
       // The socket stays ours (and so does the client slot) until the
       // goodbye is flushed: maxClients bounds fds as well as sessions.
       this.closing = true;
       this.peer._closingConns.add(this.conn);
-      this.conn.close().then(this.onClosed, this.onClosed);
+      (err.status === Status.AGAIN ? this.conn.closeWith(Status.AGAIN) : this.conn.close()).then(this.onClosed, this.onClosed);
     } else this.conn.destroy();
     if (this.inputWaiters.length > 0) this.wakeInputWaiters();
     this.peer._taskEnded(this);
     this.maybeFinish();
+  }
+
+  /**
+   * Server side (`Peer.drain`): run no new request (those read from now on
+   * are dropped unrun), let the running calls reply, then close with
+   * SHUTDOWN(AGAIN) after their replies. Resolves with `finished`.
+   */
+  drain(): Promise<void> {
+    if (this.incoming && !this.draining && this.status === 0) {
+      this.draining = true;
+      // No BUSY answers from request headers now: every request read is dropped unrun, none is refused.
+      this.conn.setAdmission(null);
+      this.maybeEndDrain();
+    }
+    return this.finished;
+  }
+
+  private maybeEndDrain(): void {
+    if (this.status !== 0 || this.inCalls.size > 0) return;
+    this.shutdown(new LwMsgError(Status.AGAIN, "the server is draining: requests it did not answer were not run"), true);
   }
 
   private onClosed = (): void => {

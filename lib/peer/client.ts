@@ -13,6 +13,7 @@ import { LwMsgError, Status } from "../status.ts";
 import { tokenCanAccess } from "../token.ts";
 import type { TokenCheck } from "../security.ts";
 import { AssocChannel } from "./assoc-channel.ts";
+import { ownPidfd } from "../pidfd.ts";
 import { DirectChannel, connectDirect } from "./direct.ts";
 import type { TimeoutSweeper } from "./sweeper.ts";
 import { RETRY_CONNECT, asLwError, noop, sameBytes, type ChannelHost } from "./types.ts";
@@ -198,7 +199,7 @@ export class PeerClient {
     if (session.peerToken !== null) {
       if (!tokenCanAccess(session.peerToken, token)) throw new LwMsgError(Status.SECURITY, "reconnected to a server with a different identity");
       if (!sameBytes(session.acceptId, accept) && session.handleCount > 0) session.resetHandles(this.host._exceptionFn);
-    } else session.peerToken = token;
+    } else session.peerToken = ownPidfd(token); // the first server's, for the session's life (closed by endSession)
     session.acceptId = accept;
   }
 

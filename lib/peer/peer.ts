@@ -10,6 +10,7 @@ import { Call, CallDirection, CallError, type CallOptions } from "../call.ts";
 import type { SessionTransport } from "../channel.ts";
 import { checkConnectionOptions, checkProtocol, ConnectionMode, type Connection, type ConnectionOptions, type OutgoingMessage, type ReceivedMessage } from "../connection.ts";
 import type { Protocol } from "../protocol.ts";
+import { releasePidfd } from "../pidfd.ts";
 import type { TokenCheck } from "../security.ts";
 import { Session, type SessionHooks } from "../session.ts";
 import { LwMsgError, Status } from "../status.ts";
@@ -350,6 +351,47 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
     else this.decodedByUid.delete(uid);
   }
 
+  /**
+   * Stop accepting: the accept loops end and the listening sockets close; a
+   * socket file handed off ({@link handOffListenFds}) stays for the
+   * successor (others are removed, as by stopListen). Connections and their
+   * calls go on; stopListen or drain ends them.
+   */
+  stopAccepting(): void {
+    if (this.server.state === ServerState.ERROR) throw this.server.stickyError!;
+    this.server.stopAccepting();
+  }
+
+  /**
+   * Graceful stop for a restart: {@link stopAccepting}, then on each
+   * incoming connection run no new request (those read from now on are
+   * dropped unrun), let the running calls finish and their replies flush,
+   * and close it with SHUTDOWN(AGAIN) — "what I did not answer was not run":
+   * a bun-lwmsg client sends those calls again on a new connection (the
+   * successor); an lwmsg C client sees PEER_ABORT. Then ends as stopListen.
+   * After `timeout` ms (default: the establish timeout, else 10 s) what is
+   * left is dropped as stopListen drops it (calls cancelled). Resolves true
+   * if every connection drained in time.
+   */
+  drain(options: { timeout?: number } = {}): Promise<boolean> {
+    if (this.server.state === ServerState.ERROR) return Promise.reject(this.server.stickyError!);
+    const timeout = checkMs("drain", options.timeout) ?? this.timeoutEstablish ?? 10_000;
+    return this.server.drain(timeout);
+  }
+
+  /**
+   * For each listening socket this peer bound (a LOCAL path) or was given
+   * (addListenFd): a duplicate of its fd (close-on-exec; the caller owns it
+   * and closes it once passed on) and its path (null for a given fd), to
+   * hand to a successor process (spawn stdio, systemd's LISTEN_FDS rules,
+   * or an `Lw.Fd()` field). From then on closing the endpoint does not
+   * remove its socket file: the successor serves that very socket.
+   * INVALID_STATE unless listening.
+   */
+  handOffListenFds(): { fd: number; path: string | null }[] {
+    return this.server.handOffListenFds();
+  }
+
   /** @internal a channel lost its connection. */
   _taskEnded(task: { readonly incoming: boolean }): void {
     const t = task as AssocChannel;
@@ -373,6 +415,7 @@ export class Peer<P extends Protocol<any> = Protocol<any>> implements SessionTra
     if (session.ended) return;
     session.ended = true;
     session.resetHandles(this._exceptionFn);
+    session.peerToken = releasePidfd(session.peerToken);
   }
 
   // ------------------------------------------------------------ client

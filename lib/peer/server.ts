@@ -9,8 +9,10 @@ import type { Protocol } from "../protocol.ts";
 import type { Session, SessionHooks } from "../session.ts";
 import { LwMsgError, Status } from "../status.ts";
 import { tokenToString } from "../token.ts";
+import { ownPidfd } from "../pidfd.ts";
 import type { Acceptor, Transport } from "../transport/types.ts";
 import { adoptUnixSocketOrClose } from "../transport/unix.ts";
+import { closeFd } from "../native/socket.ts";
 import { UnixAcceptor, checkSocketDirectory, isAbstractPath } from "../transport/unix-listen.ts";
 import { AssocChannel } from "./assoc-channel.ts";
 import { DirectServer } from "./direct.ts";
@@ -90,6 +92,8 @@ export class PeerServer {
   private readonly handshaking = new Set<Connection>();
   private readonly finishing = new Set<Promise<void>>();
   private stopGeneration = 0;
+  /** drain() is running: connections that finish their handshake now are drained at once. */
+  private draining = false;
 
   constructor(
     private readonly host: ServerHost,
@@ -270,6 +274,7 @@ export class PeerServer {
       throw e;
     }
     this.handshaking.delete(conn);
+    session.peerToken = ownPidfd(session.peerToken); // the session's own pidfd: it may outlive the connection (closed by endSession)
     if (gen !== this.stopGeneration) {
       // stopListen ran during the handshake.
       conn.destroy();
@@ -284,6 +289,7 @@ export class PeerServer {
     this.finishing.add(task.finished);
     this.sweeper.update();
     task.start();
+    if (this.draining) void task.drain();
     return session;
   }
 
@@ -314,6 +320,67 @@ export class PeerServer {
     await Promise.all(this.directServers.splice(0).map((d) => d.shutdown()));
     while (this.finishing.size > 0) await Promise.all([...this.finishing]);
     this.sweeper.update();
+  }
+
+  /** Stop the accept loops and close the listening sockets; a socket file handed off stays. Connections go on. */
+  stopAccepting(): void {
+    if (this.state !== ServerState.STARTED) return;
+    this.state = ServerState.STOPPED;
+    for (const lp of this.listenPoints) lp.close();
+    this.listenPoints = this.listenPoints.filter((lp) => lp.endpoint.kind !== "fd"); // a given listen fd is consumed
+  }
+
+  /**
+   * Peer.drain: stop accepting; each connection runs no new request, lets its
+   * running calls reply and closes with SHUTDOWN(AGAIN); then stopListen's
+   * rundown. After `timeoutMs`, whatever is left is dropped as stopListen
+   * drops it. True if every connection drained in time.
+   */
+  async drain(timeoutMs: number): Promise<boolean> {
+    this.stopAccepting();
+    this.draining = true;
+    let expired = false;
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    const expiry = new Promise<void>((r) => {
+      timer = setTimeout(() => {
+        expired = true;
+        r();
+      }, timeoutMs);
+    });
+    try {
+      for (const t of [...this.sweeper.serverTasks]) void t.drain();
+      while (!expired && (this.handshaking.size > 0 || this.finishing.size > 0)) {
+        // A handshake still running becomes a task (drained at once) or fails: look again shortly.
+        const settled = this.handshaking.size > 0 ? Bun.sleep(5) : Promise.all([...this.finishing]);
+        await Promise.race([settled, expiry]);
+      }
+    } finally {
+      clearTimeout(timer!);
+      this.draining = false;
+    }
+    await this.rundown();
+    return !expired;
+  }
+
+  /**
+   * For each bound socket endpoint: a duplicate of its listening fd (caller
+   * owns it) and its path (null for an fd given to addListenFd). The
+   * endpoint is handed off from then on: closing it leaves the socket file.
+   */
+  handOffListenFds(): { fd: number; path: string | null }[] {
+    if (this.state !== ServerState.STARTED) throw new LwMsgError(Status.INVALID_STATE, "handOffListenFds: the peer is not listening");
+    const out: { fd: number; path: string | null }[] = [];
+    try {
+      for (const lp of this.listenPoints) {
+        const a = lp.acceptor;
+        if (a === null || !a.handOff) continue;
+        out.push({ fd: a.handOff(), path: lp.endpoint.kind === "local" ? lp.endpoint.path : null });
+      }
+    } catch (e) {
+      for (const h of out) closeFd(h.fd);
+      throw e;
+    }
+    return out;
   }
 
   /** An incoming channel's connection is gone and its calls have settled: its client slot is free again. */

@@ -57,8 +57,8 @@ export interface Transport {
    * or an error, the association may report this in place of PEER_CLOSE.
    */
   readonly failure?: LwMsgError | null;
-  /** The peer's identity, from the kernel or the TLS session. */
-  identity(): SecurityToken;
+  /** The peer's identity, from the kernel or the TLS session; `pidfd`: add the peer's pidfd where the transport can (UNIX sockets, Linux ≥ 6.5). */
+  identity(options?: { pidfd?: boolean }): SecurityToken;
   /** Keep the process alive while the association waits (and let go). */
   ref(): void;
   unref(): void;
@@ -83,4 +83,6 @@ export interface Acceptor {
   unref(): void;
   /** Stop listening (a socket file is removed only if it is still the one this acceptor bound and was not handed off). */
   close(): void;
+  /** A duplicate of the listening socket for a successor (caller owns it); close() then leaves the socket file. */
+  handOff?(): number;
 }

@@ -5,8 +5,8 @@
  * @module
  */
 import { Poller, READABLE, type Watch } from "../native/poller.ts";
-import { acceptFd, adoptFd, checkListenDirectory, closeFd, isAbstractPath, listenFd, listenPath, socketFileId, unlinkOwnSocketFile } from "../native/socket.ts";
-import { Errno } from "../status.ts";
+import { acceptFd, adoptFd, checkListenDirectory, closeFd, dupFd, isAbstractPath, listenFd, listenPath, socketFileId, unlinkOwnSocketFile } from "../native/socket.ts";
+import { Errno, LwMsgError, Status } from "../status.ts";
 import type { Acceptor } from "./types.ts";
 import { UnixTransport } from "./unix.ts";
 
@@ -23,6 +23,8 @@ export class UnixAcceptor implements Acceptor {
   private refd = false;
   /** The socket file bound at `path` (close() removes only that one). */
   private readonly fileId: string | null;
+  /** A duplicate of the socket went to a successor: the file at `path` is its now, close() leaves it. */
+  private handedOff = false;
 
   private constructor(
     /** The listening socket (-1 once closed). */
@@ -96,8 +98,21 @@ export class UnixAcceptor implements Acceptor {
     if (this.fd >= 0) {
       closeFd(this.fd);
       this.fd = -1;
-      if (this.path !== null) unlinkOwnSocketFile(this.path, this.fileId);
+      if (this.path !== null && !this.handedOff) unlinkOwnSocketFile(this.path, this.fileId);
     }
+  }
+
+  /**
+   * A duplicate of the listening socket (close-on-exec, never 0..2; the
+   * caller owns it) for a successor process. From now on close() does not
+   * remove the socket file: the successor serves the same socket (the same
+   * inode), so the usual "is it still ours" check cannot tell.
+   */
+  handOff(): number {
+    if (this.fd < 0) throw new LwMsgError(Status.INVALID_STATE, `${this.description} is closed: nothing to hand off`);
+    const fd = dupFd(this.fd);
+    this.handedOff = true;
+    return fd;
   }
 
   /** The listening fd (-1 once closed). */

@@ -100,10 +100,24 @@ export class UnixTransport implements Transport {
     return this.waitReadable(0);
   }
 
-  identity(): LocalToken {
+  identity(options?: { pidfd?: boolean }): LocalToken {
     const c = this.pair ? selfCredentials() : peerCredentials(this.fd);
+    if (options?.pidfd === true && !this.pair) {
+      const pidfd = this.peerPidfd();
+      if (pidfd >= 0) return { type: "local", euid: c.uid, egid: c.gid, pid: c.pid, pidfd };
+    }
     return { type: "local", euid: c.uid, egid: c.gid, pid: c.pid };
   }
+
+  /** SO_PEERPIDFD, once per socket (the socket owns it and closes it); -1 where the kernel has none (< 6.5). */
+  private peerPidfd(): number {
+    if (this.pidfd === -1) {
+      const r = native.lw_peer_pidfd(this.fd);
+      this.pidfd = r >= 0 ? r : -2; // -2: asked, none to have
+    }
+    return this.pidfd;
+  }
+  private pidfd = -1;
 
   ref(): void {
     if (!this.refd && this.poller) {
@@ -136,6 +150,8 @@ export class UnixTransport implements Transport {
       closeFd(this.fd);
       this.fd = -1;
     }
+    if (this.pidfd >= 0) closeFd(this.pidfd);
+    this.pidfd = -2;
   }
 }
 

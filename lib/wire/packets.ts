@@ -93,8 +93,15 @@ export function encodeShutdown(status: number): Uint8Array {
   return b;
 }
 
-/** A SHUTDOWN received where a message was expected (§3.3): CLOSE/RESET/ABORT as-is, anything else ABORT. */
+/**
+ * A SHUTDOWN received where a message was expected (§3.3): CLOSE/RESET/ABORT
+ * as-is, anything else ABORT — except AGAIN, kept as AGAIN (a deviation from
+ * lwmsg, which maps it to PEER_ABORT): a draining bun-lwmsg server
+ * (`Peer.drain`) says with it "every request I did not answer was not run,
+ * send it again elsewhere".
+ */
 export function shutdownError(status: number): LwMsgError {
+  if (status === Status.AGAIN) return new LwMsgError(Status.AGAIN, "peer is draining: requests it did not answer were not run (SHUTDOWN with AGAIN)");
   const s = status === Status.PEER_CLOSE || status === Status.PEER_RESET || status === Status.PEER_ABORT ? status : Status.PEER_ABORT;
   return new LwMsgError(s as Status, `peer shut the connection down (status ${status})`);
 }

@@ -1,0 +1,61 @@
+/**
+ * How an outgoing call ends: with its reply, with an error, or — after a
+ * draining server's SHUTDOWN(AGAIN) — sent again through its session.
+ * @module
+ */
+import { CallError, type OutgoingCall } from "../call.ts";
+import type { ReceivedMessage } from "../connection.ts";
+import { Status } from "../status.ts";
+import { TAG_INVALID } from "../wire/packets.ts";
+import { replyFailure, type ChannelHost } from "./types.ts";
+
+/** The reply came: resolve (SUCCESS) or reject with the reply's status. */
+export function completeOutgoing(peer: ChannelHost, oc: OutgoingCall, m: ReceivedMessage): void {
+  oc.detach();
+  oc._done = true;
+  const tr = peer._trace;
+  if (tr !== null && tr.end) peer._safe(() => tr.end!(oc, m, oc._cancelled ? Status.CANCELLED : m.status));
+  if (oc.settled) {
+    m.dispose();
+  } else if (oc._cancelled) {
+    oc.settled = true;
+    oc.reject(new CallError(Status.CANCELLED, "call cancelled", m));
+  } else if (m.status === Status.SUCCESS) {
+    oc.settled = true;
+    oc.resolve(m);
+  } else {
+    oc.settled = true;
+    oc.reject(new CallError(m.status as Status, replyFailure(oc, m), m));
+  }
+}
+
+/** No reply will come: reject with `status` (CANCELLED if the caller cancelled). */
+export function failOutgoing(peer: ChannelHost, oc: OutgoingCall, status: number, message: string, reply: ReceivedMessage | null): void {
+  if (oc._cancelled) status = Status.CANCELLED;
+  oc.detach();
+  oc._done = true;
+  const tr = peer._trace;
+  if (tr !== null && tr.end) peer._safe(() => tr.end!(oc, { tag: TAG_INVALID }, status));
+  if (oc.settled) return;
+  oc.settled = true;
+  oc.reject(new CallError(status as Status, message, reply));
+}
+
+/**
+ * The server said SHUTDOWN(AGAIN) before answering: the call was not run.
+ * Send it again through the session (which reconnects — to the successor,
+ * as the old server no longer accepts) with the caller's signal and what is
+ * left of its timeout; the caller's promise follows the new call.
+ */
+export function reissueOutgoing(oc: OutgoingCall): void {
+  oc.detach();
+  oc.settled = true;
+  const message = oc.message!;
+  let options = oc.options;
+  if (oc.deadline !== null) options = { ...options, timeout: Math.max(0, oc.deadline - Date.now()) };
+  // Once the channel has ended: the session must see its connection gone before it reconnects.
+  queueMicrotask(() => {
+    const p = oc.session.call(message as any, options) as Promise<ReceivedMessage>;
+    p.then(oc.resolve, oc.reject);
+  });
+}
