@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import { Connection, ConnectionMode } from "../lib/connection.ts";
 import { Lw } from "../lib/lw.ts";
 import { Poller } from "../lib/native/poller.ts";
+import { closeFd, socketPair } from "../lib/native/socket.ts";
 import { Peer } from "../lib/peer.ts";
 import { LwMsgError, Status } from "../lib/status.ts";
 import { encodeShutdown, shutdownError } from "../lib/wire/packets.ts";
@@ -20,6 +21,7 @@ afterAll(() => tmp.remove());
 const proto = Lw.Protocol({
   RUN_REQ: [0, Lw.Struct({ id: Lw.UInt32(), hold: Lw.UInt8() })],
   RUN_RES: [1, Lw.Struct({ id: Lw.UInt32(), by: Lw.String({ notNull: true }) })],
+  FD_REQ: [2, Lw.Struct({ fd: Lw.Fd() })],
 });
 
 /** A server named `name` that records the ids it runs; a request with `hold` waits until release(). */
@@ -37,6 +39,7 @@ function server(name: string) {
       running--;
       return { tag: "RUN_RES", data: { id, by: name } };
     },
+    FD_REQ: () => ({ tag: "RUN_RES", data: { id: 0, by: name } }),
   });
   return { peer, ran, release, running: () => running };
 }
@@ -120,6 +123,34 @@ describe("Peer.drain", () => {
     expect(existsSync(path)).toBe(false); // not handed off: removed as by stopListen
     await conn.close();
     await a.peer.close();
+  });
+
+  test("a request with fd fields is not re-sent (its fds may be closed by now): it fails with AGAIN, not run", async () => {
+    const path = tmp.join("g.sock");
+    const a = server("a");
+    a.peer.addListenEndpoint(ConnectionMode.LOCAL, path);
+    await a.peer.startListen();
+    const client = new Peer(proto);
+    client.addConnectEndpoint(ConnectionMode.LOCAL, path);
+    const session = await client.connect();
+    const p1 = session.call({ tag: "RUN_REQ", data: { id: 1, hold: 1 } });
+    await until(() => a.running() === 1);
+    const drained = a.peer.drain();
+    const [r, w] = socketPair();
+    const pf = session.call({ tag: "FD_REQ", data: { fd: r } }).then(
+      () => null,
+      (e: LwMsgError) => e,
+    );
+    await Bun.sleep(20);
+    a.release();
+    expect(by(await p1)).toBe("a");
+    const e = await pf;
+    expect(e?.status).toBe(Status.AGAIN);
+    expect(e?.message).toContain("FD_REQ was not run");
+    expect(await drained).toBe(true);
+    closeFd(r);
+    closeFd(w);
+    await client.close();
   });
 
   test("SHUTDOWN's status on the wire is AGAIN = 2; other unknown statuses still read as PEER_ABORT", () => {

@@ -471,7 +471,7 @@ export class AssocChannel implements SessionTask, Replier {
     // saying AGAIN), so those calls go out again, once per AGAIN, on a new connection. Any other end fails them.
     const again = err.status === Status.AGAIN && !this.incoming;
     for (const oc of outs) {
-      if (again && oc.message !== null && !oc._cancelled && !oc.settled) reissueOutgoing(oc);
+      if (again && oc.message !== null && !oc._cancelled && !oc.settled) reissueOutgoing(this.peer, oc);
       else failOutgoing(this.peer, oc, err.status, err.message, null);
     }
     for (const c of [...this.inCalls.values()]) c._cancel(this.peer._exceptionFn);

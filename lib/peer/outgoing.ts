@@ -46,11 +46,22 @@ export function failOutgoing(peer: ChannelHost, oc: OutgoingCall, status: number
  * Send it again through the session (which reconnects — to the successor,
  * as the old server no longer accepts) with the caller's signal and what is
  * left of its timeout; the caller's promise follows the new call.
+ *
+ * Not a request with fd fields: it is encoded again from what the caller
+ * passed, and the caller may have closed those fds once the call was sent
+ * (or their numbers now name other files). That call fails with AGAIN
+ * instead — not run, safe to send again with fresh fds.
  */
-export function reissueOutgoing(oc: OutgoingCall): void {
+export function reissueOutgoing(peer: ChannelHost, oc: OutgoingCall): void {
+  const message = oc.message!;
+  const protocol = oc.session.protocol;
+  const entry = typeof message.tag === "number" ? protocol.byTag(message.tag) : protocol.byName(message.tag);
+  if (entry?.hasFds) {
+    failOutgoing(peer, oc, Status.AGAIN, `${entry.name} was not run (the server is draining) and is not re-sent automatically: it carries fds, which may have been closed since it was sent; send it again`, null);
+    return;
+  }
   oc.detach();
   oc.settled = true;
-  const message = oc.message!;
   let options = oc.options;
   if (oc.deadline !== null) options = { ...options, timeout: Math.max(0, oc.deadline - Date.now()) };
   // Once the channel has ended: the session must see its connection gone before it reconnects.
