@@ -13,7 +13,7 @@ import type { Session } from "../session.ts";
 import { LwMsgError, Status } from "../status.ts";
 import { MessageFlags, TAG_INVALID } from "../wire/packets.ts";
 import { runIncoming, type Replier } from "./dispatch.ts";
-import { completeOutgoing, failOutgoing, reissueOutgoing } from "./outgoing.ts";
+import { completeOutgoing, failOutgoing, openOutgoing, reissueOutgoing } from "./outgoing.ts";
 import { CALL_LOCAL_ENCODE_ERRORS, MAX_COOKIES, REPLY_ENCODE_ERRORS, asLwError, noop, type ChannelHost } from "./types.ts";
 
 const peek = Bun.peek;
@@ -240,8 +240,9 @@ export class AssocChannel implements SessionTask, Replier {
     }
     // A new incoming call.
     if (this.draining) {
-      m.dispose(); // not run: the client re-sends it elsewhere when our SHUTDOWN(AGAIN) arrives
-      return;
+      // Not run: the client re-sends it elsewhere when our SHUTDOWN(AGAIN) arrives.
+      if (m.decodedBytes > 0) this.releaseBytes(m.decodedBytes);
+      return m.dispose();
     }
     if (this.inCalls.has(m.cookie)) {
       m.dispose();
@@ -349,24 +350,10 @@ export class AssocChannel implements SessionTask, Replier {
     while (out.has(cookie)) cookie = (cookie + 1) & 0xffff;
     this.nextCookie = (cookie + 1) & 0xffff;
     const oc = new OutgoingCall(this.session, cookie, message.tag);
-    oc.message = message;
-    oc.options = options;
-    const promise = new Promise<ReceivedMessage>((resolve, reject) => {
-      oc.resolve = resolve;
-      oc.reject = reject;
-    });
+    const promise = openOutgoing(oc, message, options);
+    if (oc.settled) return promise; // a bad timeout, or already cancelled
     const signal = options?.signal;
     const timeout = options?.timeout;
-    if (timeout !== undefined && timeout !== null && (typeof timeout !== "number" || !(timeout >= 0))) {
-      oc.settled = true;
-      oc.reject(new CallError(Status.INVALID_PARAMETER, `call: timeout must be a non-negative number of ms, got ${String(timeout)}`, null));
-      return promise;
-    }
-    if (signal?.aborted) {
-      oc.settled = true;
-      oc.reject(new CallError(Status.CANCELLED, "call cancelled before it was sent", null));
-      return promise;
-    }
     out.set(cookie, oc);
     const tr = this.peer._trace;
     if (tr !== null && tr.begin) this.peer._safe(() => tr.begin!(oc, message));
@@ -385,10 +372,7 @@ export class AssocChannel implements SessionTask, Replier {
       oc.signal_ = signal;
       signal.addEventListener("abort", oc);
     }
-    if (timeout !== undefined && timeout !== null) {
-      oc.deadline = Date.now() + timeout;
-      oc.timer = setTimeout(onCallTimeout, timeout, oc);
-    }
+    if (timeout !== undefined && timeout !== null) oc.timer = setTimeout(onCallTimeout, timeout, oc);
     if (this.parked) {
       this.parked = false;
       this.schedulePump();
@@ -467,8 +451,7 @@ export class AssocChannel implements SessionTask, Replier {
     this.parked = false;
     const outs = [...this.out.values()];
     this.out.clear();
-    // AGAIN from the server: every call it did not answer was not run (it answers all it started before
-    // saying AGAIN), so those calls go out again, once per AGAIN, on a new connection. Any other end fails them.
+    // AGAIN: the server answered every call it started, so the others were not run: they go out again. Any other end fails them.
     const again = err.status === Status.AGAIN && !this.incoming;
     for (const oc of outs) {
       if (again && oc.message !== null && !oc._cancelled && !oc.settled) reissueOutgoing(this.peer, oc);
@@ -487,16 +470,11 @@ export class AssocChannel implements SessionTask, Replier {
     this.maybeFinish();
   }
 
-  /**
-   * Server side (`Peer.drain`): run no new request (those read from now on
-   * are dropped unrun), let the running calls reply, then close with
-   * SHUTDOWN(AGAIN) after their replies. Resolves with `finished`.
-   */
+  /** Server side (`Peer.drain`): run no new request, let the running ones reply, then close with SHUTDOWN(AGAIN). */
   drain(): Promise<void> {
     if (this.incoming && !this.draining && this.status === 0) {
       this.draining = true;
-      // No BUSY answers from request headers now: every request read is dropped unrun, none is refused.
-      this.conn.setAdmission(null);
+      this.conn.setAdmission(null); // no BUSY from request headers now: each request read is dropped unrun, none refused
       this.maybeEndDrain();
     }
     return this.finished;

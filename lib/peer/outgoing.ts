@@ -1,13 +1,33 @@
 /**
- * How an outgoing call ends: with its reply, with an error, or — after a
- * draining server's SHUTDOWN(AGAIN) — sent again through its session.
+ * An outgoing call's promise, and how the call ends: with its reply, with an
+ * error, or — after a draining server's SHUTDOWN(AGAIN) — sent again
+ * through its session.
  * @module
  */
-import { CallError, type OutgoingCall } from "../call.ts";
+import { CallError, type CallOptions, type OutgoingCall } from "../call.ts";
 import type { ReceivedMessage } from "../connection.ts";
 import { Status } from "../status.ts";
 import { TAG_INVALID } from "../wire/packets.ts";
 import { replyFailure, type ChannelHost } from "./types.ts";
+
+/** The promise of a new call (`oc.settled` at once for a bad timeout or an aborted signal: nothing is to be sent). */
+export function openOutgoing(oc: OutgoingCall, message: { tag: string | number; data?: unknown }, options: CallOptions | undefined): Promise<ReceivedMessage> {
+  oc.message = message;
+  oc.options = options;
+  const promise = new Promise<ReceivedMessage>((resolve, reject) => {
+    oc.resolve = resolve;
+    oc.reject = reject;
+  });
+  const timeout = options?.timeout;
+  if (timeout !== undefined && timeout !== null && (typeof timeout !== "number" || !(timeout >= 0))) {
+    oc.settled = true;
+    oc.reject(new CallError(Status.INVALID_PARAMETER, `call: timeout must be a non-negative number of ms, got ${String(timeout)}`, null));
+  } else if (options?.signal?.aborted) {
+    oc.settled = true;
+    oc.reject(new CallError(Status.CANCELLED, "call cancelled before it was sent", null));
+  } else if (typeof timeout === "number") oc.deadline = Date.now() + timeout; // a re-sent call keeps what is left
+  return promise;
+}
 
 /** The reply came: resolve (SUCCESS) or reject with the reply's status. */
 export function completeOutgoing(peer: ChannelHost, oc: OutgoingCall, m: ReceivedMessage): void {
