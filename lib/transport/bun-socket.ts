@@ -12,6 +12,7 @@
  * endpoint parsing and the plain-TCP policy transport/remote-endpoint.ts.
  * @module
  */
+import { PushReadiness } from "./readiness.ts";
 import type { PeerCertificate } from "node:tls";
 import { Errno, LwMsgError, Status } from "../status.ts";
 import type { AddressToken, SecurityToken, X509Token } from "../token.ts";
@@ -39,7 +40,7 @@ export interface EstablishHooks {
 }
 
 /** One TCP or TLS socket, adapted to the pull-based {@link Transport}. */
-export class BunSocketTransport implements Transport {
+export class BunSocketTransport extends PushReadiness implements Transport {
   readonly caps = REMOTE_CAPS;
   readonly truncated = false;
   description: string;
@@ -62,17 +63,14 @@ export class BunSocketTransport implements Transport {
 
   // output and readiness
   private writeBlocked = false;
-  private onReady: ((events: number) => void) | null = null;
-  private armed = 0;
-  private deliveryScheduled = false;
   private refd = false;
-  private closed = false;
 
   constructor(
     readonly tls: boolean,
     description: string,
     private readonly maxBufferedInput: number = DEFAULT_MAX_BUFFERED_INPUT,
   ) {
+    super();
     this.description = description;
   }
 
@@ -138,10 +136,6 @@ export class BunSocketTransport implements Transport {
 
   // ---------------------------------------------------------------- Transport
 
-  start(onReady: (events: number) => void): void {
-    this.onReady = onReady;
-  }
-
   read(dst: Uint8Array, off: number, len: number, _fds: number[] | null, _maxFds: number): number {
     if (this.closed) return -Errno.EBADF;
     if (this.buffered === 0) {
@@ -181,32 +175,11 @@ export class BunSocketTransport implements Transport {
     return n === 0 ? AGAIN : n;
   }
 
-  private readyEvents(): number {
+  protected readyEvents(): number {
     let ev = 0;
     if (this.buffered > 0 || this.eof) ev |= READABLE;
     if (!this.writeBlocked || this.eof) ev |= WRITABLE;
     return ev;
-  }
-
-  /** Report armed events that are ready, on a microtask: never inside a call of the association's. */
-  private maybeDeliver(): void {
-    if (this.deliveryScheduled || this.closed || this.onReady === null || (this.readyEvents() & this.armed) === 0) return;
-    this.deliveryScheduled = true;
-    queueMicrotask(this.deliver);
-  }
-
-  private deliver = (): void => {
-    this.deliveryScheduled = false;
-    if (this.closed || this.onReady === null) return;
-    const ev = this.readyEvents() & this.armed;
-    if (ev === 0) return;
-    this.armed &= ~ev;
-    this.onReady(ev);
-  };
-
-  arm(events: number): void {
-    this.armed |= events;
-    this.maybeDeliver();
   }
 
   waitReadable(_us: number): boolean {
@@ -262,10 +235,8 @@ export class BunSocketTransport implements Transport {
    */
   close(): void {
     if (this.closed) return;
-    this.closed = true;
+    this.stopReadiness();
     this.hooks = null;
-    this.onReady = null;
-    this.armed = 0;
     this.chunks.length = 0;
     this.buffered = 0;
     const s = this.socket;

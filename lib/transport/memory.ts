@@ -9,6 +9,7 @@
  * call that made it true, like the poller behind the UNIX transport.
  * @module
  */
+import { PushReadiness } from "./readiness.ts";
 import { Errno } from "../status.ts";
 import type { SecurityToken } from "../token.ts";
 import { AGAIN, READABLE, WRITABLE, type Transport, type TransportCaps } from "./types.ts";
@@ -61,17 +62,13 @@ function keepAlive(delta: number): void {
 }
 
 /** One end of a {@link memoryPair}. */
-export class MemoryTransport implements Transport {
+export class MemoryTransport extends PushReadiness implements Transport {
   readonly caps = MEMORY_CAPS;
   readonly description = "memory";
   readonly truncated = false;
   /** Set by memoryPair. */
   peer!: MemoryTransport;
-  private onReady: ((events: number) => void) | null = null;
-  private armed = 0;
-  private deliveryScheduled = false;
   private refd = false;
-  private closed = false;
   private releaseScheduled = false;
   /** Bytes written on this end in total (for tests). */
   bytesWritten = 0;
@@ -82,10 +79,8 @@ export class MemoryTransport implements Transport {
     /** What this end writes to (the peer's inbound). */
     private readonly outbound: Pipe,
     private readonly opts: { chunk: number; capacity: number; token: SecurityToken; random: () => number },
-  ) {}
-
-  start(onReady: (events: number) => void): void {
-    this.onReady = onReady;
+  ) {
+    super();
   }
 
   read(dst: Uint8Array, off: number, len: number, _fds: number[] | null, _maxFds: number): number {
@@ -161,34 +156,12 @@ export class MemoryTransport implements Transport {
   }
 
   /** Events that are true right now. */
-  private readyEvents(): number {
+  protected readyEvents(): number {
     let ev = 0;
     const p = this.inbound;
     if (p.visible > 0 || (p.ended && p.queued === 0)) ev |= READABLE;
     if (this.peer.closed || this.outbound.queued < this.opts.capacity) ev |= WRITABLE;
     return ev;
-  }
-
-  /** Report armed events that are ready, on a microtask (never inside the caller's call). */
-  private maybeDeliver(): void {
-    if (this.deliveryScheduled || this.closed || this.onReady === null || this.armed === 0) return;
-    if ((this.readyEvents() & this.armed) === 0) return;
-    this.deliveryScheduled = true;
-    queueMicrotask(this.deliver);
-  }
-
-  private deliver = (): void => {
-    this.deliveryScheduled = false;
-    if (this.closed || this.onReady === null) return;
-    const ev = this.readyEvents() & this.armed;
-    if (ev === 0) return;
-    this.armed &= ~ev;
-    this.onReady(ev);
-  };
-
-  arm(events: number): void {
-    this.armed |= events;
-    this.maybeDeliver();
   }
 
   waitReadable(_us: number): boolean {
@@ -222,9 +195,7 @@ export class MemoryTransport implements Transport {
   close(): void {
     if (this.closed) return;
     this.unref();
-    this.closed = true;
-    this.armed = 0;
-    this.onReady = null;
+    this.stopReadiness();
     this.outbound.ended = true;
     // What this end never read is dropped.
     this.inbound.chunks.length = 0;
