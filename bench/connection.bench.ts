@@ -14,7 +14,7 @@
  *   bun bench/connection.bench.ts [--quick] [--runs N] [--no-pinned] [--only a,b,c,d] [--json PATH|--no-json]
  *                                 [--reply-poll-us N|adaptive]   (diagnostic: ConnectionOptions.replyPollUs on both sides of (d))
  *
- * Results go to bench/results/connection.json unless --no-json.
+ * Results go to bench/results/tmp/connection.json unless --no-json.
  * @module
  */
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
@@ -40,7 +40,7 @@ export interface ConnectionBenchOptions {
   pinned?: boolean;
   /** Subset of cases: "a" stream, "b" blob, "c" fd, "d" round trip. */
   only?: string[];
-  /** Where to write the JSON results (default bench/results/connection.json); false: don't. */
+  /** Where to write the JSON results (default bench/results/tmp/connection.json); false: don't. */
   json?: string | false;
   /** Print progress and the table (default true). */
   print?: boolean;
@@ -605,7 +605,7 @@ export async function runConnectionBench(opts: ConnectionBenchOptions = {}): Pro
     errors,
     table,
   };
-  const jsonPath = opts.json === undefined ? join(HERE, "results", "connection.json") : opts.json;
+  const jsonPath = opts.json === undefined ? join(HERE, "results", "tmp", "connection.json") : opts.json;
   if (jsonPath) {
     writeResults(jsonPath, out);
     log(`results written to ${jsonPath}`);

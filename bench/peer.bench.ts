@@ -6,14 +6,23 @@
  *     child that echoes with a bare Connection);
  *   - a minimal `Bun.listen` unix-socket server speaking JSON lines, doing
  *     the same work (echo the FOO record), driven by a `Bun.connect` client
- *     that matches replies to requests by id.
+ *     that matches replies to requests by id;
+ *   - Bun's own IPC: a child started with `Bun.spawn({ ipc, serialization })`
+ *     echoing with `process.send`, with both serializations ("json" and
+ *     "advanced"), replies matched by id;
+ *   - `@grpc/grpc-js` unary calls over a unix socket (protobuf encoding via
+ *     @grpc/proto-loader, bench/fixtures/echo.proto), the server in a child.
  *
+ * Every server runs under Bun (this process's executable) and does the same
+ * work: echo the FOO record {a: u32, b: u32, s: 32 chars}.
  * Cases: 1 call in flight (sequential awaits) and 64 calls in flight on one
  * session/connection. Every case is repeated; the table shows the median and
  * the min–max spread over runs, and ratios of medians.
  *
- * Targets: 64 in flight ≥ 2× the Bun.listen+JSON server's calls/s;
- * 1 in flight p50 within 1.2× of `Connection.transact`.
+ * Targets (issue 13): 64 in flight ≥ 3× the Bun.listen+JSON server's calls/s;
+ * 1 in flight p50 ≤ 1.1× `Connection.transact` and below Bun IPC's; ≥ 30×
+ * gRPC's calls/s at 64 in flight and ≤ 0.15× its p50 at 1 in flight.
+ * The gRPC baseline is ~30× slower than the others, so it runs fewer calls.
  *
  *   bun bench/peer.bench.ts [--quick] [--runs N] [--json PATH|--no-json]
  * @module
@@ -25,12 +34,17 @@ import { Peer } from "../lib/peer.ts";
 import { Connection, ConnectionMode } from "../lib/connection.ts";
 import { benchProtocol, FOO_DATA } from "./fixtures/conn-protocol.ts";
 import { reap, spawnChild, withTimeout } from "./lib/proc.ts";
-import { fmtNum, fmtSpread, latencySummary, spread, type Spread } from "./lib/stats.ts";
+import * as grpc from "@grpc/grpc-js";
+import { ECHO_PROTO_PACKAGE } from "./fixtures/grpc-echo.ts";
+import { fmtNum, fmtSpread, latencySummary } from "./lib/stats.ts";
+import { compare, targetMet, targetText, type Comparison } from "./lib/compare.ts";
 import { formatTable } from "./lib/table.ts";
 import { machineInfo, writeResults, type Machine } from "./lib/results.ts";
 
 const HERE = dirname(import.meta.path);
 const SERVER = join(HERE, "fixtures", "peer-server.ts");
+const GRPC_SERVER = join(HERE, "fixtures", "grpc-server.ts");
+const IPC_CHILD = join(HERE, "fixtures", "ipc-echo.ts");
 const BUN = process.execPath;
 const INFLIGHT = 64;
 
@@ -39,7 +53,7 @@ export interface PeerBenchOptions {
   quick?: boolean;
   /** Repetitions of every case (default 5, quick 3). */
   runs?: number;
-  /** Where to write the JSON results (default bench/results/peer.json); false: don't. */
+  /** Where to write the JSON results (default bench/results/tmp/peer.json); false: don't. */
   json?: string | false;
   /** Print progress and the table (default true). */
   print?: boolean;
@@ -57,8 +71,8 @@ let sockN = 0;
 const sockPath = () => join(sockDir, `p${++sockN}.sock`);
 
 /** Start a server child and wait for its "ready" line. */
-async function startServer(mode: "peer" | "conn" | "json", path: string) {
-  const child = spawnChild([BUN, SERVER, mode, path]);
+async function startServer(mode: "peer" | "conn" | "json" | "grpc", path: string) {
+  const child = spawnChild(mode === "grpc" ? [BUN, GRPC_SERVER, path] : [BUN, SERVER, mode, path]);
   const reader = child.stdout.getReader();
   let text = "";
   await withTimeout(
@@ -196,14 +210,75 @@ async function jsonCase(n: number, warm: number, inflight: number): Promise<Samp
   }
 }
 
+/** gRPC unary calls (`Echo.Foo`) over a unix socket to a @grpc/grpc-js server in a child. */
+async function grpcCase(n: number, warm: number, inflight: number): Promise<Sample> {
+  const path = sockPath();
+  const child = await startServer("grpc", path);
+  const client = new ECHO_PROTO_PACKAGE.Echo(`unix://${path}`, grpc.credentials.createInsecure());
+  const req = { a: FOO_DATA.a, b: FOO_DATA.b, s: FOO_DATA.s };
+  const one = () =>
+    new Promise<unknown>((resolve, reject) => {
+      client.Foo(req, (err: grpc.ServiceError | null, reply: unknown) => (err ? reject(err) : resolve(reply)));
+    });
+  try {
+    return await withTimeout(drive(n, warm, inflight, one), 120_000, `grpc ${inflight} in flight`);
+  } finally {
+    client.close();
+    child.kill();
+    await reap(child);
+  }
+}
+
+/** Bun's IPC: `Bun.spawn({ ipc, serialization })`, the child echoes with `process.send`; replies matched by id. */
+async function ipcCase(n: number, warm: number, inflight: number, serialization: "json" | "advanced"): Promise<Sample> {
+  const waiting = new Map<number, () => void>();
+  let ready!: () => void;
+  const isReady = new Promise<void>((r) => (ready = r));
+  const child = Bun.spawn([BUN, IPC_CHILD], {
+    stdio: ["ignore", "inherit", "inherit"],
+    serialization,
+    ipc(m: { id: number } | "ready") {
+      if (m === "ready") return ready();
+      const w = waiting.get(m.id);
+      if (w) {
+        waiting.delete(m.id);
+        w();
+      }
+    },
+  });
+  let id = 0;
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const my = id++;
+      waiting.set(my, resolve);
+      child.send({ id: my, a: FOO_DATA.a, b: FOO_DATA.b, s: FOO_DATA.s });
+    });
+  try {
+    await withTimeout(isReady, 10_000, `ipc (${serialization}) child start`);
+    return await withTimeout(drive(n, warm, inflight, one), 120_000, `ipc (${serialization}) ${inflight} in flight`);
+  } finally {
+    child.disconnect();
+    await reap(child);
+  }
+}
+
+/** The baselines, in table order: results key prefix and name. */
+const BASELINES = [
+  { key: "json", name: "Bun.listen + JSON lines" },
+  { key: "ipcjson", name: 'Bun IPC (process.send, "json")' },
+  { key: "ipcadv", name: 'Bun IPC (process.send, "advanced")' },
+  { key: "grpc", name: "gRPC (@grpc/grpc-js unary, unix socket)" },
+] as const;
+
 export interface PeerBenchResult {
   date: string;
   bun: string;
   machine: Machine;
   options: PeerBenchOptions;
-  calls: { one: number; many: number; runs: number };
-  results: Record<string, Sample[]>;
-  rows: Record<string, string>[];
+  calls: { one: number; many: number; grpcOne: number; grpcMany: number; warm: number; runs: number };
+  /** Per case, one entry per run (null where that run failed), so index i is run i everywhere. */
+  results: Record<string, (Sample | null)[]>;
+  comparisons: Comparison[];
   errors: string[];
   table: string;
 }
@@ -216,67 +291,69 @@ export async function runPeerBench(opts: PeerBenchOptions = {}): Promise<PeerBen
   const runs = opts.runs ?? (opts.quick ? 3 : 5);
   const one = opts.quick ? 5_000 : 20_000;
   const many = opts.quick ? 50_000 : 200_000;
+  // gRPC manages ~1–15k calls/s here: fewer calls keep its cases to seconds.
+  const grpcOne = opts.quick ? 1_000 : 3_000;
+  const grpcMany = opts.quick ? 5_000 : 20_000;
   const warm = 1_000;
   sockDir = mkdtempSync(join(tmpdir(), "lwpeer-"));
-  const results: Record<string, Sample[]> = { peer1: [], transact1: [], json1: [], peer64: [], json64: [] };
+  const keys = ["transact1", "peer1", "json1", "ipcjson1", "ipcadv1", "grpc1", "peer64", "json64", "ipcjson64", "ipcadv64", "grpc64"];
+  const results: Record<string, (Sample | null)[]> = Object.fromEntries(keys.map((k) => [k, []]));
   const errors: string[] = [];
   const started = Date.now();
   const attempt = async (key: string, f: () => Promise<Sample>) => {
     try {
       results[key]!.push(await f());
     } catch (e) {
+      results[key]!.push(null);
       errors.push(`${key}: ${(e as Error)?.message ?? e}`);
       log(`  ! ${key}: ${(e as Error)?.message ?? e}`);
     }
   };
-  log(`peer bench: ${runs} runs; 1 in flight ${one} calls, ${INFLIGHT} in flight ${many} calls (+${warm} warm-up each)`);
+  log(
+    `peer bench: ${runs} runs; 1 in flight ${one} calls (gRPC ${grpcOne}), ${INFLIGHT} in flight ${many} calls (gRPC ${grpcMany}), +${warm} warm-up each`,
+  );
   try {
     // Interleave the variants run by run so drift hits them alike.
     for (let r = 0; r < runs; r++) {
       await attempt("transact1", () => transactCase(one, warm));
       await attempt("peer1", () => peerCase(one, warm, 1));
       await attempt("json1", () => jsonCase(one, warm, 1));
+      await attempt("ipcjson1", () => ipcCase(one, warm, 1, "json"));
+      await attempt("ipcadv1", () => ipcCase(one, warm, 1, "advanced"));
+      await attempt("grpc1", () => grpcCase(grpcOne, warm, 1));
       await attempt("peer64", () => peerCase(many, warm, INFLIGHT));
       await attempt("json64", () => jsonCase(many, warm, INFLIGHT));
-      const last = (k: string) => results[k]!.at(-1);
+      await attempt("ipcjson64", () => ipcCase(many, warm, INFLIGHT, "json"));
+      await attempt("ipcadv64", () => ipcCase(many, warm, INFLIGHT, "advanced"));
+      await attempt("grpc64", () => grpcCase(grpcMany, warm, INFLIGHT));
+      const last = (k: string, f: keyof Sample) => fmtNum(results[k]!.at(-1)?.[f] ?? NaN);
       log(
-        `  run ${r + 1}/${runs}: p50 µs transact ${fmtNum(last("transact1")?.p50 ?? NaN)}, peer ${fmtNum(last("peer1")?.p50 ?? NaN)}, json ${fmtNum(last("json1")?.p50 ?? NaN)}; ` +
-          `${INFLIGHT} in flight calls/s peer ${fmtNum(last("peer64")?.rate ?? NaN)}, json ${fmtNum(last("json64")?.rate ?? NaN)}`,
+        `  run ${r + 1}/${runs}: 1 in flight p50 µs transact ${last("transact1", "p50")}, peer ${last("peer1", "p50")}, json ${last("json1", "p50")}, ` +
+          `ipc ${last("ipcjson1", "p50")}/${last("ipcadv1", "p50")}, grpc ${last("grpc1", "p50")}; ` +
+          `${INFLIGHT} in flight calls/s peer ${last("peer64", "rate")}, json ${last("json64", "rate")}, ` +
+          `ipc ${last("ipcjson64", "rate")}/${last("ipcadv64", "rate")}, grpc ${last("grpc64", "rate")}`,
       );
     }
   } finally {
     rmSync(sockDir, { recursive: true, force: true });
   }
 
-  const sp = (k: string, f: keyof Sample): Spread => spread(results[k]!.map((s) => s[f]));
-  const ratio = (a: Spread, b: Spread) => a.median / b.median;
-  const rows: Record<string, string>[] = [];
-  const add = (c: string, ours: string, base: string, r: number, target: string, met: string) =>
-    rows.push({ case: c, ours, baseline: base, ratio: Number.isFinite(r) ? r.toFixed(2) + "×" : "—", target, met });
-
-  const p1 = sp("peer1", "p50"), t1 = sp("transact1", "p50");
-  add("1 in flight: p50 latency, peer vs Connection.transact", fmtSpread(p1, "µs"), fmtSpread(t1, "µs"), ratio(p1, t1), "≤ 1.20×", Number.isFinite(ratio(p1, t1)) ? (ratio(p1, t1) <= 1.2 ? "yes" : "NO") : "—");
-  const p1r = sp("peer1", "rate"), t1r = sp("transact1", "rate"), j1r = sp("json1", "rate");
-  add("1 in flight: calls/s, peer vs Connection.transact", fmtSpread(p1r), fmtSpread(t1r), ratio(p1r, t1r), "—", "—");
-  add("1 in flight: calls/s, peer vs Bun.listen+JSON", fmtSpread(p1r), fmtSpread(j1r), ratio(p1r, j1r), "—", "—");
-  const p99 = sp("peer1", "p99"), t99 = sp("transact1", "p99"), j99 = sp("json1", "p99");
-  add("1 in flight: p99 latency, peer vs Connection.transact", fmtSpread(p99, "µs"), fmtSpread(t99, "µs"), ratio(p99, t99), "—", "—");
-  const j50 = sp("json1", "p50");
-  add("1 in flight: p50 latency, peer vs Bun.listen+JSON", fmtSpread(p1, "µs"), fmtSpread(j50, "µs"), ratio(p1, j50), "—", "—");
-  add("1 in flight: p99 latency, peer vs Bun.listen+JSON", fmtSpread(p99, "µs"), fmtSpread(j99, "µs"), ratio(p99, j99), "—", "—");
-  const p64 = sp("peer64", "rate"), j64 = sp("json64", "rate");
-  add(`${INFLIGHT} in flight: calls/s, peer vs Bun.listen+JSON`, fmtSpread(p64), fmtSpread(j64), ratio(p64, j64), "≥ 2.00×", Number.isFinite(ratio(p64, j64)) ? (ratio(p64, j64) >= 2 ? "yes" : "NO") : "—");
-  const p64l = sp("peer64", "p50"), j64l = sp("json64", "p50");
-  add(`${INFLIGHT} in flight: p50 latency, peer vs Bun.listen+JSON`, fmtSpread(p64l, "µs"), fmtSpread(j64l, "µs"), ratio(p64l, j64l), "—", "—");
-  const p64t = sp("peer64", "p99"), j64t = sp("json64", "p99");
-  add(`${INFLIGHT} in flight: p99 latency, peer vs Bun.listen+JSON`, fmtSpread(p64t, "µs"), fmtSpread(j64t, "µs"), ratio(p64t, j64t), "—", "—");
-
+  const comparisons = peerComparisons(results);
   const table = formatTable(
-    ["case", "ours (median, min–max)", "baseline (median, min–max)", "ratio", "target", "met?"],
-    rows.map((r) => [r.case!, r.ours!, r.baseline!, r.ratio!, r.target!, r.met!]),
+    ["case", "ours (median, min–max)", "baseline (median, min–max)", "ratio (median, min–max)", "target", "met?"],
+    comparisons.map((c) => [
+      `${c.case}: ${c.metric}`,
+      fmtSpread(c.ours),
+      `${c.baseline} ${fmtSpread(c.base)}`,
+      fmtSpread(c.ratio) + "×",
+      targetText(c),
+      targetMet(c),
+    ]),
   );
   if (print) {
-    console.log(`\nbun-lwmsg peer bench — ${runs} runs each, medians (min–max); servers in a child process; ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+    console.log(
+      `\nbun-lwmsg peer bench — ${runs} runs each, medians (min–max); ratio = ours ÷ baseline, run by run; servers in a child process; ${((Date.now() - started) / 1000).toFixed(0)} s\n`,
+    );
     console.log(table);
     if (errors.length) console.log(`\nerrors:\n  ${errors.join("\n  ")}`);
   }
@@ -285,17 +362,54 @@ export async function runPeerBench(opts: PeerBenchOptions = {}): Promise<PeerBen
     bun: Bun.version,
     machine: machineInfo(),
     options: opts,
-    calls: { one, many, runs },
+    calls: { one, many, grpcOne, grpcMany, warm, runs },
     results,
-    rows,
+    comparisons,
     errors,
     table,
   };
-  const jsonPath = opts.json === undefined ? join(HERE, "results", "peer.json") : opts.json;
+  const jsonPath = opts.json === undefined ? join(HERE, "results", "tmp", "peer.json") : opts.json;
   if (jsonPath) {
     writeResults(jsonPath, result);
   }
   return result;
+}
+
+/** The peer bench's figures as comparisons, ratios run by run. */
+function peerComparisons(results: Record<string, (Sample | null)[]>): Comparison[] {
+  const out: Comparison[] = [];
+  const v = (k: string, f: keyof Sample) => results[k]!.map((s) => s?.[f]);
+  const add = (
+    kase: string,
+    metric: string,
+    ours: string,
+    baseKey: string,
+    baseline: string,
+    f: keyof Sample,
+    extra: Partial<Comparison> = {},
+  ) =>
+    out.push(
+      compare({ bench: "peer", case: kase, metric, higherIsBetter: f === "rate", baseline, ...extra }, v(ours, f), v(baseKey, f)),
+    );
+  const ONE = "peer, 1 call in flight";
+  const MANY = `peer, ${INFLIGHT} calls in flight`;
+  add(ONE, "p50 µs", "peer1", "transact1", "Connection.transact", "p50", { target: { op: "<=", value: 1.1 }, headline: true });
+  add(ONE, "p99 µs", "peer1", "transact1", "Connection.transact", "p99");
+  add(ONE, "calls/s", "peer1", "transact1", "Connection.transact", "rate");
+  for (const b of BASELINES) {
+    const p50Target = b.key === "grpc" ? { target: { op: "<=" as const, value: 0.15 } } : b.key.startsWith("ipc") ? { target: { op: "<=" as const, value: 1 } } : {};
+    add(ONE, "p50 µs", "peer1", `${b.key}1`, b.name, "p50", { ...p50Target, headline: true });
+    add(ONE, "p99 µs", "peer1", `${b.key}1`, b.name, "p99");
+    add(ONE, "calls/s", "peer1", `${b.key}1`, b.name, "rate", { chart: true });
+  }
+  for (const b of BASELINES) {
+    const rateTarget = b.key === "grpc" ? { target: { op: ">=" as const, value: 30 } } : b.key === "json" ? { target: { op: ">=" as const, value: 3 } } : {};
+    const p99Target = b.key === "json" ? { target: { op: "<=" as const, value: 1 } } : {};
+    add(MANY, "calls/s", "peer64", `${b.key}64`, b.name, "rate", { ...rateTarget, headline: true, chart: true });
+    add(MANY, "p50 µs", "peer64", `${b.key}64`, b.name, "p50");
+    add(MANY, "p99 µs", "peer64", `${b.key}64`, b.name, "p99", { ...p99Target, headline: true });
+  }
+  return out;
 }
 
 if (import.meta.main) {

@@ -32,7 +32,7 @@
  * accepted connects/s, evictions, silent connections dropped, healthy and
  * fresh latencies, the most sessions the server held (must be ≤ M).
  *
- * Results go to bench/results/soak.json (soak-flood.json for --flood).
+ * Results go to bench/results/tmp/soak.json (soak-flood.json for --flood).
  * @module
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
@@ -76,7 +76,7 @@ const clientReplyPollUs = parseRp(opt("--client-reply-poll") ?? opt("--reply-pol
 const srp = serverReplyPollUs !== undefined ? { replyPollUs: serverReplyPollUs } : {};
 const crp = clientReplyPollUs !== undefined ? { replyPollUs: clientReplyPollUs } : {};
 const replyPoll = { server: serverReplyPollUs ?? "default (adaptive)", clients: clientReplyPollUs ?? "default (adaptive)" };
-const jsonPath = has("--no-json") ? null : (opt("--json") ?? join(HERE, "results", flood ? "soak-flood.json" : "soak.json"));
+const jsonPath = has("--no-json") ? null : (opt("--json") ?? join(HERE, "results", "tmp", flood ? "soak-flood.json" : "soak.json"));
 
 // ------------------------------------------------------------------ /proc sampling
 
