@@ -15,7 +15,7 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
-import type { Comparison } from "./lib/compare.ts";
+import { benchOrder, type Comparison } from "./lib/compare.ts";
 import { latestMarkdown, machineLine, newestResults, readmeMarkdown, spliceReadme, type BenchRun } from "./lib/report.ts";
 import { fmtNum } from "./lib/stats.ts";
 
@@ -28,6 +28,7 @@ const BAR_W = 400; // the longest bar of a group
 const ROW = 22;
 const BAR_H = 14;
 const GROUP_GAP = 18;
+const WHISKER_OVER = 40; // how far past the longest bar a whisker may reach
 const OURS = "#2563eb";
 const BASE = "#9ca3af";
 const GOOD = "#15803d";
@@ -53,7 +54,7 @@ interface Group {
 /** Chart comparisons grouped by case, ours once per group, baselines in order. */
 function groups(comparisons: Comparison[]): Group[] {
   const out = new Map<string, Group>();
-  for (const c of comparisons) {
+  for (const c of benchOrder(comparisons)) {
     if (!c.chart || !c.higherIsBetter || !Number.isFinite(c.ours.median)) continue;
     const key = `${c.case}|${c.metric}`;
     let g = out.get(key);
@@ -73,15 +74,15 @@ export function renderChart(run: BenchRun): string {
   const gs = groups(run.comparisons);
   const top = 74;
   let h = top;
-  for (const g of gs) h += 22 + g.bars.length * ROW + GROUP_GAP;
-  h += 18;
+  for (const g of gs) h += 16 + g.bars.length * ROW + GROUP_GAP;
+  h += 26;
   const o: string[] = [];
   o.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${h}" viewBox="0 0 ${W} ${h}" font-family="${FONT}" font-size="12">`,
     `<rect width="${W}" height="${h}" fill="#ffffff"/>`,
     `<text x="16" y="26" font-size="17" font-weight="600" fill="#111827">bun-lwmsg throughput vs baselines, same run (longer is better)</text>`,
     `<text x="16" y="46" fill="#4b5563">${esc(`${run.date.slice(0, 10)} · ${run.machine.model} · ${run.machine.cpus}-core shared VM · ${run.machine.kernel} · Bun ${run.bun} · code ${run.commit}`)}</text>`,
-    `<text x="16" y="62" fill="#4b5563">Bars: median over runs, whisker: min–max; each case on its own linear scale. Right: ours ÷ baseline (per-run median).</text>`,
+    `<text x="16" y="62" fill="#4b5563">Bars: median over runs, whisker: min–max (dashed: runs past the edge); each case on its own linear scale. Right: ours ÷ baseline, median of per-run ratios.</text>`,
   );
   let y = top;
   for (const g of gs) {
@@ -91,8 +92,10 @@ export function renderChart(run: BenchRun): string {
       `<text x="${W - 16}" y="${y}" text-anchor="end" fill="#6b7280">ours ÷ baseline</text>`,
     );
     y += 6;
-    const max = Math.max(...g.bars.map((b) => (Number.isFinite(b.max) ? b.max : b.median)));
+    // Scaled on the medians; a whisker past the longest bar is clipped (open end) so one noisy run cannot squash the group.
+    const max = Math.max(...g.bars.map((b) => b.median));
     const x = (v: number) => LABEL_X + (v / max) * BAR_W;
+    const clipX = LABEL_X + BAR_W + WHISKER_OVER;
     for (const b of g.bars) {
       const cy = y + ROW / 2;
       const w = Math.max(2, x(b.median) - LABEL_X);
@@ -100,9 +103,13 @@ export function renderChart(run: BenchRun): string {
         `<text x="${LABEL_X - 8}" y="${cy + 4}" text-anchor="end" fill="${b.ours ? OURS : "#374151"}"${b.ours ? ' font-weight="600"' : ""}>${esc(b.label)}</text>`,
         `<rect x="${LABEL_X}" y="${cy - BAR_H / 2}" width="${w.toFixed(1)}" height="${BAR_H}" rx="2" fill="${b.ours ? OURS : BASE}"/>`,
       );
-      if (Number.isFinite(b.min) && b.max > b.min)
-        o.push(`<line x1="${x(b.min).toFixed(1)}" x2="${x(b.max).toFixed(1)}" y1="${cy}" y2="${cy}" stroke="#111827" stroke-width="1.2" opacity="0.55"/>`);
-      const endX = Math.max(LABEL_X + w, Number.isFinite(b.max) ? x(b.max) : 0) + 6;
+      let endX = LABEL_X + w;
+      if (Number.isFinite(b.min) && b.max > b.min) {
+        const x2 = Math.min(x(b.max), clipX);
+        o.push(`<line x1="${x(b.min).toFixed(1)}" x2="${x2.toFixed(1)}" y1="${cy}" y2="${cy}" stroke="#111827" stroke-width="1.2" opacity="0.55"${x(b.max) > clipX ? ' stroke-dasharray="6 2 2 2"' : ""}/>`);
+        endX = Math.max(endX, x2);
+      }
+      endX += 6;
       o.push(`<text x="${endX.toFixed(1)}" y="${cy + 4}" fill="#111827">${esc(fmtNum(b.median))}</text>`);
       if (b.ratio !== undefined && Number.isFinite(b.ratio)) {
         // Within ±5% is a tie on this machine: neither green nor red.

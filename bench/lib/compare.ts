@@ -61,3 +61,15 @@ export function targetText(c: Comparison): string {
   if (!c.target) return "";
   return `${c.target.op === ">=" ? "≥" : "≤"} ${c.target.value}×`;
 }
+
+/** The order results are shown in: the comparison users make (peer) first, then connection, codec, the rest; stable within a bench. */
+export function benchOrder(cs: Comparison[]): Comparison[] {
+  const rank = (b: string) => {
+    const i = ["peer", "connection", "codec"].indexOf(b);
+    return i < 0 ? 99 : i;
+  };
+  return cs
+    .map((c, i) => ({ c, i }))
+    .sort((a, b) => rank(a.c.bench) - rank(b.c.bench) || a.i - b.i)
+    .map((x) => x.c);
+}

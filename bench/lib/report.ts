@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { targetMet, targetText, type Comparison } from "./compare.ts";
+import { benchOrder, targetMet, targetText, type Comparison } from "./compare.ts";
 import type { Machine } from "./results.ts";
 import { fmtNum, type Spread } from "./stats.ts";
 
@@ -70,6 +70,9 @@ export function machineLine(run: BenchRun): string {
   );
 }
 
+/** Text safe in a Markdown table cell. */
+const md = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/\|/g, "\\|");
+
 /** Rows of one case and metric together, in order of first appearance (stable). */
 function grouped(rows: Comparison[]): Comparison[] {
   const order = new Map<string, number>();
@@ -83,14 +86,14 @@ function grouped(rows: Comparison[]): Comparison[] {
 function table(rows: Comparison[]): string {
   const out = ["| case | ours | baseline | ours ÷ baseline | target |", "|---|---|---|---|---|"];
   let last = "";
-  for (const c of grouped(rows)) {
+  for (const c of grouped(benchOrder(rows))) {
     const kase = `${c.case}${isLatency(c) ? `, ${c.metric.split(" ")[0]} latency` : `, ${c.metric}`}`;
     const shown = kase === last ? "" : kase;
     const ours = kase === last ? "″" : fmtValue(c.ours, c.metric);
     last = kase;
     const met = targetMet(c);
     const target = c.target ? `${targetText(c)} ${met === "yes" ? "✓" : met === "NO" ? "**not met**" : ""}`.trim() : "";
-    out.push(`| ${shown} | ${ours} | ${c.baseline} ${fmtValue(c.base, c.metric)} | **${fmtRatio(c.ratio)}** | ${target} |`);
+    out.push(`| ${md(shown)} | ${ours} | ${md(c.baseline)} ${fmtValue(c.base, c.metric)} | **${fmtRatio(c.ratio)}** | ${target} |`);
   }
   return out.join("\n");
 }
