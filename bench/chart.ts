@@ -9,11 +9,13 @@
  *   bun bench/chart.ts [RESULTS.json] [--out bench/results/chart.svg] [--write-readme]
  *
  * Without RESULTS.json it takes the newest bench/results/<stamp>-<host>.json.
- * It also writes bench/results/latest.md (the README table and every
- * comparison); --write-readme puts the table and chart into README.md.
+ * It writes chart.svg and latest.md (the README table and every comparison)
+ * into bench/results/tmp/ as a preview; with --write-readme, into
+ * bench/results/ and the table into README.md, so README, chart and table
+ * always show the same run.
  * @module
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { benchOrder, type Comparison } from "./lib/compare.ts";
 import { latestMarkdown, machineLine, newestResults, readmeMarkdown, spliceReadme, type BenchRun } from "./lib/report.ts";
@@ -125,10 +127,16 @@ export function renderChart(run: BenchRun): string {
   return o.join("\n") + "\n";
 }
 
-/** Write chart.svg and latest.md beside the results (and README.md's table if asked). */
+/**
+ * Write chart.svg and latest.md for a results file. With `readme` they go to
+ * bench/results/ (the ones README.md shows) and README.md's table is
+ * rewritten, so the three always come from the same run; without, they go to
+ * bench/results/tmp/ as a preview.
+ */
 export function writeReports(resultsPath: string, opts: { out?: string; readme?: boolean } = {}): { svg: string; md: string } {
   const run = JSON.parse(readFileSync(resultsPath, "utf8")) as BenchRun;
-  const dir = dirname(resultsPath);
+  const dir = opts.readme ? join(HERE, "results") : join(HERE, "results", "tmp");
+  mkdirSync(dir, { recursive: true });
   const svg = opts.out ?? join(dir, "chart.svg");
   const md = join(dir, "latest.md");
   writeFileSync(svg, renderChart(run));

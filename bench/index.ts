@@ -3,11 +3,11 @@ export {};
 // figure is a ratio against a baseline measured in the same run (see each bench file).
 //
 // A full run (all benches, not --quick) writes bench/results/<stamp>-<host>.json
-// (machine, Bun, commit, every comparison and each bench's raw results), then
-// bench/results/chart.svg and bench/results/latest.md from it (bench/chart.ts);
-// --write-readme also puts the table and chart into README.md's Performance
-// section. A quick or partial run writes the same into bench/results/tmp/
-// (not committed) and never touches README.md.
+// (machine, Bun, commit, every comparison and each bench's raw results) and a
+// preview of the chart and table in bench/results/tmp/; with --write-readme,
+// bench/results/chart.svg and latest.md and README.md's Performance table
+// instead, all from this run (bench/chart.ts). A quick or partial run writes
+// everything into bench/results/tmp/ (not committed), never README.md.
 import { hostname } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { writeReports } from "./chart.ts";

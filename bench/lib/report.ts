@@ -119,7 +119,7 @@ export function latestMarkdown(run: BenchRun, resultsFile: string): string {
   return [
     `# Bench results: ${run.date.slice(0, 10)}`,
     "",
-    `From \`${resultsFile}\` (${run.options.quick ? "quick run" : "full run"}, ${Math.round(run.durationSec / 60)} min). Regenerate with \`bun bench/chart.ts ${resultsFile}\`.`,
+    `From \`${resultsFile}\` (${run.options.quick ? "quick run" : "full run"}, ${Math.round(run.durationSec / 60)} min). Regenerate with \`bun bench/chart.ts ${resultsFile} --write-readme\`.`,
     "",
     readmeMarkdown(run, "chart.svg"),
     "",
