@@ -118,7 +118,13 @@ describe("chart and README table", () => {
 
   test("the table gives date, CPU, kernel and Bun above it, and every row a ratio with its spread", () => {
     const md = readmeMarkdown(sampleRun());
-    const [line, , ...rest] = md.split("\n");
+    const lines = md.split("\n");
+    const at = lines.findIndex((l) => l.startsWith("Measured with"));
+    const line = lines[at]!;
+    const rest = lines.slice(at + 1);
+    // the peer cases in words above it
+    expect(lines.slice(0, at).join("\n")).toContain("**64 calls in flight** (calls/s, higher is better): 125k calls/s; ours ÷ theirs: 125× gRPC &lt;unix&gt;, 2.00× Bun IPC \"json\".");
+    expect(lines.slice(0, at).join("\n")).toContain("**1 call in flight** (p50 latency, lower is better): 31.0 µs; ours ÷ theirs: 0.15× gRPC.");
     for (const s of ["2026-12-05", "Test CPU", "Linux 6.0", "Bun 1.4.4", "abc1234", "2-core"]) expect(line).toContain(s);
     const rows = rest.filter((l) => l.startsWith("| ") && !l.startsWith("| case"));
     expect(rows.length).toBe(3);

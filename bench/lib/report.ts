@@ -98,14 +98,42 @@ function table(rows: Comparison[]): string {
   return out.join("\n");
 }
 
-/** The README's generated part: machine line, headline table, chart. */
+/** A baseline's name short enough for a sentence. */
+function shortName(baseline: string): string {
+  const ipc = /^Bun IPC \(process\.send, "(\w+)"\)/.exec(baseline);
+  if (ipc) return `Bun IPC "${ipc[1]}"`;
+  return baseline.replace(/ \(.*\)$/, "");
+}
+
+/** Bullets for the peer cases: our figure and the ratio to each baseline, in words. */
+function atAGlance(run: BenchRun): string[] {
+  const out: string[] = [];
+  const peer = run.comparisons.filter((c) => c.bench === "peer" && Number.isFinite(c.ratio.median));
+  const r = (x: number) => (x >= 10 ? x.toFixed(0) : x.toFixed(2)) + "×";
+  const cases = [...new Set(peer.map((c) => c.case))].sort((a, b) => Number(/\d+/.exec(b)?.[0]) - Number(/\d+/.exec(a)?.[0]));
+  for (const kase of cases) {
+    const many = !/\b1 call\b/.test(kase);
+    const metric = many ? "calls/s" : "p50 µs";
+    const rows = peer.filter((c) => c.case === kase && c.metric === metric && c.baseline !== "Connection.transact");
+    if (!rows.length) continue;
+    const ours = fmtValue({ ...rows[0]!.ours, runs: [] }, metric).replace(/^p50 /, "");
+    const what = many ? "calls/s, higher is better" : "p50 latency, lower is better";
+    const parts = rows.map((c) => `${r(c.ratio.median)} ${md(shortName(c.baseline))}`);
+    out.push(`- **${kase.replace(/^peer, /, "")}** (${what}): ${ours}; ours ÷ theirs: ${parts.join(", ")}.`);
+  }
+  return out;
+}
+
+/** The README's generated part: the peer figures in words, machine line, headline table, chart. */
 export function readmeMarkdown(run: BenchRun, chartPath = "bench/results/chart.svg"): string {
   const head = run.comparisons.filter((c) => c.headline);
+  const glance = atAGlance(run);
   const codec = head.filter((c) => c.bench === "codec").length
     ? "\n\nCodec rows compare against the fastest of JSON, msgpackr and avsc in that case; the chart and [bench/results/latest.md](bench/results/latest.md) have all of them."
     : "";
   const errs = run.errors.length ? `\n\nErrors in this run: ${run.errors.map((e) => `\`${e}\``).join("; ")}` : "";
   return [
+    ...(glance.length ? [...glance, ""] : []),
     machineLine(run) + codec,
     "",
     table(head),
