@@ -1,5 +1,5 @@
 export {};
-// `bun run bench [codec|poller|connection|peer ...] [--quick] [--write-readme]`: every
+// `bun run bench [codec|poller|connection|peer|remote ...] [--quick] [--write-readme]`: every
 // figure is a ratio against a baseline measured in the same run (see each bench file).
 //
 // A full run (all benches, not --quick) writes bench/results/<stamp>-<host>.json
@@ -17,7 +17,7 @@ import { machineInfo, writeResults } from "./lib/results.ts";
 import { codecComparisons, connectionComparisons } from "./lib/summary.ts";
 
 const HERE = dirname(import.meta.path);
-const all = ["codec", "poller", "connection", "peer"] as const;
+const all = ["codec", "poller", "connection", "peer", "remote"] as const;
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
 const writeReadme = args.includes("--write-readme");
@@ -60,7 +60,7 @@ for (const name of which) {
     raw[name] = res;
     if (name === "codec") comparisons.push(...codecComparisons(res));
     if (name === "connection") comparisons.push(...connectionComparisons(res));
-    if (name === "peer") comparisons.push(...res.comparisons);
+    if (name === "peer" || name === "remote") comparisons.push(...res.comparisons);
     if (Array.isArray(res?.errors)) errors.push(...res.errors.map((e: string) => `${name}: ${e}`));
   } catch (e) {
     errors.push(`${name}: ${(e as Error)?.stack ?? e}`);

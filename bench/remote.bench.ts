@@ -1,9 +1,10 @@
 // REMOTE transport figures (informational, not wired into `bun run bench` yet):
-// `bun bench/remote-transport.ts [runs]` — over TCP and TLS loopback, in one process:
+// `bun bench/remote.bench.ts [runs]` (or `bun run bench remote`) — over TCP and TLS loopback, in one process:
 //   stream: 60-byte lwmsg messages, client send() loop → server recv() loop, through the association;
 //           against a bare Bun socket writing the same 60 bytes per message (one write each), server counting bytes.
 //   rtt:    transact() request/reply p50, against a bare Bun socket ping-pong of the same 60 bytes.
 // Each figure: median of `runs` (default 3) with min..max.
+import { compare, type Comparison } from "./lib/compare.ts";
 import { readFileSync } from "node:fs";
 import { Connection, ConnectionMode } from "../lib/connection.ts";
 import { TcpConnector } from "../lib/transport/bun-connect.ts";
@@ -19,7 +20,7 @@ const DATA = { a: 1, b: 2, s: "x".repeat(32) }; // 15-byte header + 45-byte payl
 const MSG_BYTES = 60;
 const N_STREAM = 200_000;
 const N_RTT = 5_000;
-const runs = Number(process.argv[2] ?? 3);
+const runs = import.meta.main && process.argv[2] ? Number(process.argv[2]) : 3;
 
 async function acceptOne(acc: TcpAcceptor): Promise<BunSocketTransport> {
   for (;;) {
@@ -133,20 +134,29 @@ function median(xs: number[]): number {
   return s[s.length >> 1]!;
 }
 
-async function measure(name: string, fn: () => Promise<number>, unit: string): Promise<number> {
+async function measure(name: string, runs: number, fn: () => Promise<number>, unit: string): Promise<number[]> {
   const xs: number[] = [];
   for (let i = 0; i < runs; i++) xs.push(await fn());
   const m = median(xs);
   console.log(`${name.padEnd(28)} ${m.toFixed(unit === "msg/s" ? 0 : 1).padStart(10)} ${unit}  (${Math.min(...xs).toFixed(unit === "msg/s" ? 0 : 1)}..${Math.max(...xs).toFixed(unit === "msg/s" ? 0 : 1)})`);
-  return m;
+  return xs;
 }
 
-for (const tls of [false, true]) {
-  const k = tls ? "tls" : "tcp";
-  const a = await measure(`${k} stream, association`, () => assocStream(tls), "msg/s");
-  const b = await measure(`${k} stream, bare Bun socket`, () => bareStream(tls), "msg/s");
-  console.log(`${k} stream ratio: ${(a / b).toFixed(2)}x`);
-  const c = await measure(`${k} rtt p50, association`, () => assocRtt(tls), "µs");
-  const d = await measure(`${k} rtt p50, bare Bun socket`, () => bareRtt(tls), "µs");
-  console.log(`${k} rtt ratio: ${(c / d).toFixed(2)}x`);
+/** REMOTE (issue 12): the association over TCP and TLS loopback against Bun's own sockets carrying the same bytes, in the same run. */
+export async function runRemoteBench(opts: { quick?: boolean } = {}): Promise<{ comparisons: Comparison[] }> {
+  const n = opts.quick ? 3 : Math.max(runs, 5);
+  const comparisons: Comparison[] = [];
+  for (const tls of [false, true]) {
+    const k = tls ? "TLS" : "TCP";
+    const a = await measure(`${k} stream, association`, n, () => assocStream(tls), "msg/s");
+    const b = await measure(`${k} stream, bare Bun socket`, n, () => bareStream(tls), "msg/s");
+    comparisons.push(compare({ bench: "remote", case: `REMOTE ${k} stream, 60 B messages`, metric: "msg/s", higherIsBetter: true, baseline: `Bun ${k} socket, same bytes`, target: { op: ">=", value: 2 }, headline: true, chart: true }, a, b));
+    const c = await measure(`${k} rtt p50, association`, n, () => assocRtt(tls), "µs");
+    const d = await measure(`${k} rtt p50, bare Bun socket`, n, () => bareRtt(tls), "µs");
+    comparisons.push(compare({ bench: "remote", case: `REMOTE ${k} round trip`, metric: "p50 µs", higherIsBetter: false, baseline: `Bun ${k} socket, same bytes`, target: { op: "<=", value: 1.3 }, headline: true }, c, d));
+  }
+  for (const cmp of comparisons) console.log(`${cmp.case} vs ${cmp.baseline}: ${cmp.ratio.median.toFixed(2)}x (${cmp.ratio.min.toFixed(2)}..${cmp.ratio.max.toFixed(2)})`);
+  return { comparisons };
 }
+
+if (import.meta.main) await runRemoteBench();
