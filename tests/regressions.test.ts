@@ -7,7 +7,7 @@ import { LwMsgError, Status } from "../lib/status.ts";
 import { Poller } from "../lib/native/poller.ts";
 import { fdLeakCheck } from "./helpers/fds.ts";
 import { useTempDir } from "./helpers/tmp.ts";
-import { rejectionStatus } from "./helpers/status.ts";
+import { rejectionStatus, rejection } from "./helpers/status.ts";
 import { multicallProtocol } from "./fixtures/peer-protocol.ts";
 import { socketPair } from "../lib/native/socket.ts";
 import { hex, rawPeer, toHex } from "./helpers/raw.ts";
@@ -19,15 +19,6 @@ let n = 0;
 const sockPath = () => tmp.join(`r${++n}.sock`);
 const NOT_OPEN = 900;
 
-async function rejection(p: Promise<unknown>): Promise<LwMsgError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof LwMsgError) return e;
-    throw e;
-  }
-  throw new Error("expected a rejection");
-}
 
 describe("an fd number that is not open (issue 15, bug 1)", () => {
   test("Connection.send fails that message alone with INVALID_PARAMETER naming the fd; nothing is sent; the connection stays usable", async () => {

@@ -15,7 +15,7 @@ import type { ConnectionOptions } from "../lib/assoc/options.ts";
 import { socketPair } from "../lib/native/socket.ts";
 import { Poller } from "../lib/native/poller.ts";
 import { fdLeakCheck, openFdCount } from "./helpers/fds.ts";
-import { rejectionStatus, throwStatus } from "./helpers/status.ts";
+import { rejectionStatus, throwStatus, rejection } from "./helpers/status.ts";
 import { hex, rawPeer, toHex } from "./helpers/raw.ts";
 import { useChildren } from "./helpers/child.ts";
 import { testProtocol } from "./fixtures/protocol.ts";
@@ -71,16 +71,6 @@ function closedPort(): number {
   return port;
 }
 
-/** Status of the LwMsgError `p` rejects with, and its message. */
-async function rejection(p: Promise<unknown>): Promise<LwMsgError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof LwMsgError) return e;
-    throw e;
-  }
-  throw new Error("expected a rejection");
-}
 
 describe("endpoints and the plain-TCP policy", () => {
   test("parseHostPort: names, IPv4, bracketed IPv6; port 0 only when asked", () => {
