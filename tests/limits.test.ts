@@ -121,6 +121,46 @@ describe("decoded-memory budgets (issue 16)", () => {
     await server.close();
   });
 
+  test("a decoded request dropped without a call (its cookie already in use: the connection ends) gives its bytes back to the uid's budget", async () => {
+    const { Peer } = await import("../lib/peer.ts");
+    const { ConnectionMode } = await import("../lib/connection.ts");
+    const { Lw } = await import("../lib/lw.ts");
+    const protocol = Lw.Protocol({
+      REQ: [0, Lw.Struct({ n: Lw.UInt32(), items: Lw.Pointer(Lw.Array(Lw.Struct({ a: Lw.UInt8() }), { length: "n" })) })],
+      RES: [1, Lw.UInt32()],
+    });
+    const path = `${process.env.TMPDIR ?? "/tmp"}/lwmsg-budget-drop-${process.pid}.sock`;
+    let release!: () => void;
+    let gate = new Promise<void>((r) => (release = r));
+    // ~0.4 MiB decoded per request; three fit in 1.5 MiB, but not if 0.4 MiB leaked.
+    const server = new Peer(protocol, { maxDecodedBytesPerSession: null, maxDecodedBytesPerUid: 1536 * 1024, maxMessageSize: 1 << 20 });
+    let ran = 0;
+    server.addDispatch({ REQ: async (d) => (ran++, await gate, { tag: "RES", data: d.n }) });
+    server.addListenEndpoint(ConnectionMode.LOCAL, path);
+    await server.startListen();
+    const items = Array.from({ length: 8 * 1024 }, () => ({ a: 1 }));
+    const raw = new Connection(protocol, { maxMessageSize: 1 << 20 });
+    raw.setEndpoint(ConnectionMode.LOCAL, path);
+    await raw.connect();
+    await raw.send({ tag: "REQ", data: { n: items.length, items }, cookie: 1 });
+    await raw.send({ tag: "REQ", data: { n: items.length, items }, cookie: 1 }); // the same cookie: MALFORMED, connection ends
+    expect((await raw.recv().then(() => null, (e) => e as LwMsgError))?.status).toBe(Status.PEER_CLOSE);
+    raw.destroy();
+    release();
+    await Bun.sleep(20);
+    expect(ran).toBe(1);
+    gate = new Promise<void>((r) => (release = r));
+    const client = new Peer(protocol, { maxMessageSize: 1 << 20 });
+    client.addConnectEndpoint(ConnectionMode.LOCAL, path);
+    const s = await client.connect();
+    const calls = [0, 1, 2].map(() => s.call({ tag: "REQ", data: { n: items.length, items } }).then((r) => r.data as number, (e) => (e as LwMsgError).status));
+    await Bun.sleep(100);
+    release();
+    expect(await Promise.all(calls)).toEqual([items.length, items.length, items.length]);
+    await client.close();
+    await server.close();
+  });
+
   test("budget options are checked: a positive integer or null", async () => {
     const { Peer } = await import("../lib/peer.ts");
     const { throwStatus } = await import("./helpers/status.ts");

@@ -21,6 +21,7 @@ export interface Admission {
   budgetLeft(): number;
   /** A decoded request holds `n` bytes until the channel releases them (when its call is over). */
   hold(n: number): void;
+  /** Called unbound, from the message's dispose. */
   release(n: number): void;
 }
 
@@ -154,6 +155,7 @@ export class Inbox {
     if (request) {
       m.decodedBytes = ctx.decodedBytes;
       adm.hold(m.decodedBytes);
+      m.releaseHeld = adm.release; // whichever path ends the request disposes it, and gives the bytes back
     }
     this.push(m);
     return null;
@@ -175,7 +177,6 @@ export class Inbox {
     for (let i = this.head; i < this.queue.length; i++) {
       const m = this.queue[i];
       if (m instanceof ReceivedMessage) {
-        if (m.decodedBytes > 0) this.admission?.release(m.decodedBytes);
         m.dispose();
       }
     }

@@ -83,6 +83,8 @@ export class ReceivedMessage implements Disposable {
   private taken: Set<number> | null = null;
   /** Decoded bytes a request holds against its server's budgets (0 when not counted). */
   decodedBytes = 0;
+  /** @internal gives `decodedBytes` back to the budgets; runs once, when the message is disposed (however its call ends). */
+  releaseHeld: ((n: number) => void) | null = null;
   /** True for a message the connection made up because the payload failed to decode (§3.4). */
   get synthetic(): boolean {
     return (this.flags & MessageFlags.SYNTHETIC) !== 0;
@@ -101,6 +103,11 @@ export class ReceivedMessage implements Disposable {
   }
   /** Close the fds not taken. Idempotent. */
   [dispose](): void {
+    const release = this.releaseHeld;
+    if (release !== null) {
+      this.releaseHeld = null;
+      release(this.decodedBytes);
+    }
     const fds = this.fds;
     if (!fds) return;
     for (const fd of fds) if (!this.taken?.has(fd)) closeFd(fd);

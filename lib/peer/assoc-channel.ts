@@ -241,7 +241,6 @@ export class AssocChannel implements SessionTask, Replier {
     // A new incoming call.
     if (this.draining) {
       // Not run: the client re-sends it elsewhere when our SHUTDOWN(AGAIN) arrives.
-      if (m.decodedBytes > 0) this.releaseBytes(m.decodedBytes);
       return m.dispose();
     }
     if (this.inCalls.has(m.cookie)) {
@@ -310,8 +309,7 @@ export class AssocChannel implements SessionTask, Replier {
     const m = call.request;
     if (m !== null) {
       call.request = null;
-      if (m.decodedBytes > 0) this.releaseBytes(m.decodedBytes);
-      m.dispose();
+      m.dispose(); // also gives its decoded bytes back to the budgets
     }
     const after = call._after;
     if (after !== null) {
@@ -320,12 +318,6 @@ export class AssocChannel implements SessionTask, Replier {
     }
     if (this.status !== 0) this.maybeFinish();
     else if (this.draining) this.maybeEndDrain();
-  }
-
-  private releaseBytes(n: number): void {
-    this.heldBytes -= n;
-    const token = this.session.peerToken;
-    this.peer._uidHold(token !== null && token.type === "local" ? token.euid : -1, -n);
   }
 
   // ------------------------------------------------------------ outgoing calls
