@@ -54,6 +54,22 @@ describe("maxFds before the fds exist (issue 16)", () => {
   });
 });
 
+test("fds sent with a greeting are never installed here: the read offers no room, the kernel drops them (MSG_CTRUNC)", () => {
+  const { encodeGreeting, PacketType } = require("../lib/wire.ts") as typeof import("../lib/wire.ts");
+  const [a, b] = socketPair();
+  const t = new UnixTransport(b, true);
+  const nul = openSync("/dev/null", "r");
+  const g = encodeGreeting(PacketType.CONNECT, 2048, new Uint8Array(8));
+  expect(native.lw_send(a, g, g.length, new Int32Array([nul, nul, nul]), 3)).toBe(g.length);
+  closeSync(nul);
+  const before = openFdCount();
+  expect(t.read(new Uint8Array(64), 0, 64, null, 0)).toBe(g.length); // how the handshake reads
+  expect(t.truncated).toBe(true); // dropped by the kernel, not received and closed
+  expect(openFdCount()).toBe(before);
+  t.close();
+  closeFd(a);
+});
+
 describe("admission before decoding (issue 16)", () => {
   test("requests beyond maxCallsPerSession are answered BUSY from their header: their payload is never decoded", async () => {
     const { Peer } = await import("../lib/peer.ts");

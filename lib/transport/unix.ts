@@ -59,12 +59,10 @@ export class UnixTransport implements Transport {
       this.inRef = dst;
       this.inPtr = ptr(dst);
     }
-    const r = native.lw_recv_fds(this.fd, (this.inPtr + off) as Pointer, len, this.recvFdsPtr, fds === null ? 256 : maxFds, this.recvOutPtr);
+    // Fds nobody asked for (with a greeting) get no room at all: the kernel drops them before they exist here.
+    const r = native.lw_recv_fds(this.fd, (this.inPtr + off) as Pointer, len, this.recvFdsPtr, fds === null ? 0 : maxFds, this.recvOutPtr);
     const n = this.recvOut[0]!;
-    for (let i = 0; i < n; i++) {
-      if (fds !== null) fds.push(this.recvFds[i]!);
-      else closeFd(this.recvFds[i]!); // fds nobody asked for (a greeting's) are not kept
-    }
+    for (let i = 0; i < n; i++) fds!.push(this.recvFds[i]!);
     this.truncated = r > 0 && (this.recvOut[1]! & MSG_CTRUNC) !== 0;
     return r === -Errno.EINTR ? -Errno.EAGAIN : r;
   }
