@@ -9,7 +9,9 @@ import { UnixTransport } from "../lib/transport/unix.ts";
 import { Poller } from "../lib/native/poller.ts";
 import { fdLeakCheck, openFdCount } from "./helpers/fds.ts";
 import { multicallProtocol } from "./fixtures/peer-protocol.ts";
+import { useChildren } from "./helpers/child.ts";
 
+const spawnChild = useChildren();
 fdLeakCheck({ settleMs: 3000, warmup: () => (Bun.spawnSync(["true"]), Poller.shared()) });
 
 /** Send `n` copies of /dev/null's fd with one byte, in one sendmsg (at most 253 a call: Linux SCM_MAX_FD). */
@@ -193,26 +195,11 @@ describe("the amplifying attack against the hardened configuration (issue 16, SE
     const { ConnectionMode } = await import("../lib/connection.ts");
     const { amplifyProtocol } = await import("./fixtures/amplify-protocol.ts");
     const path = `${process.env.TMPDIR ?? "/tmp"}/lwmsg-amplify-${process.pid}.sock`;
-    const child = Bun.spawn([process.execPath, new URL("./fixtures/amplify-server.ts", import.meta.url).pathname, path], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
-    const reader = child.stdout.getReader();
-    let buf = "";
-    const line = async () => {
-      for (;;) {
-        const i = buf.indexOf("\n");
-        if (i >= 0) {
-          const l = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          return l;
-        }
-        const { value, done } = await reader.read();
-        if (done) throw new Error("server ended");
-        buf += new TextDecoder().decode(value);
-      }
-    };
+    const child = spawnChild([process.execPath, new URL("./fixtures/amplify-server.ts", import.meta.url).pathname, path]);
+    const line = () => child.line();
     const ask = async (q: string) => {
-      child.stdin.write(q + "\n");
-      child.stdin.flush();
-      return Number(await line());
+      child.tell(q);
+      return Number(await child.line());
     };
     try {
       expect(await line()).toBe("ready");
@@ -252,9 +239,8 @@ describe("the amplifying attack against the hardened configuration (issue 16, SE
       expect(healthyOk).toBeGreaterThan(10);
       await healthy.close();
     } finally {
-      child.stdin.write("quit\n");
-      child.stdin.flush();
-      await Promise.race([child.exited, Bun.sleep(5000).then(() => child.kill())]);
+      child.tell("quit");
+      expect(await child.done()).toBe(0);
     }
   }, 60_000);
 });
