@@ -11,7 +11,7 @@ import { CodecContext } from "../codec/io.ts";
 import type { Protocol, ProtocolEntry } from "../protocol.ts";
 import { LwMsgError, Status } from "../status.ts";
 import type { SecurityToken } from "../token.ts";
-import { AGAIN, READABLE, WRITABLE, type Transport } from "../transport/types.ts";
+import { AGAIN, READABLE, WRITABLE } from "../transport/types.ts";
 import { InboundFramer, type FrameSink } from "../wire/inbound.ts";
 import { OutboundQueue } from "../wire/outbound.ts";
 import { encodeShutdown } from "../wire/packets.ts";
