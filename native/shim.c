@@ -275,6 +275,21 @@ int lw_unlink(const char *path) { return unlink(path) < 0 ? -errno : 0; }
 /* Send `len` bytes of `buf` with up to LW_MAX_FDS fds in one SCM_RIGHTS
  * message. Returns bytes taken by the kernel or -errno. Fds travel with the
  * first byte, so a partial send still delivered every fd. */
+/* Raise SO_SNDBUF to `bytes` (the kernel caps it at net.core.wmem_max) for a
+ * connection about to send large messages: each write then hands the kernel
+ * more, so a 16 MiB message needs a few wakes instead of ~80 (both sides).
+ * Returns the size now in effect (as the kernel reports it), or -errno. */
+int lw_grow_sndbuf(int fd, int bytes) {
+  int cur = 0;
+  socklen_t l = sizeof cur;
+  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cur, &l) < 0) return -errno;
+  if (cur >= bytes) return cur;
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes) < 0) return -errno;
+  l = sizeof cur;
+  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cur, &l) < 0) return -errno;
+  return cur;
+}
+
 int lw_send(int fd, const uint8_t *buf, int len, const int32_t *fds, int nfds) {
   struct msghdr msg;
   struct iovec iov = {(void *)buf, (size_t)len};
@@ -663,9 +678,99 @@ int lw_pwrite_all(int fd, const uint8_t *buf, double len, double offset) {
  * MADV_POPULATE_WRITE = 23, Linux >= 5.14; older kernels say -EINVAL and the
  * pages are faulted one by one on first touch, as without this). */
 int lw_madvise(void *addr, double len, int advice) { return madvise(addr, (size_t)len, advice) < 0 ? -errno : 0; }
+
+/* Buffers for large messages (lib/native/big.ts). On a VM every first touch
+ * of a 4 KiB page can cost 10+ us, so a fresh 16 MiB ArrayBuffer costs tens
+ * of ms before a byte is read into it. Two remedies:
+ *  - mappings aligned to 2 MiB and advised MADV_HUGEPAGE, faulted in 2 MiB
+ *    at a time (30x less on the project machine);
+ *  - a small pool: when JSC collects such an ArrayBuffer it calls
+ *    lw_big_free (the deallocator given to toArrayBuffer), which keeps the
+ *    mapping, pages and all, for the next buffer of the same size (up to
+ *    LW_BIG_POOL_BYTES in all; the rest is unmapped).
+ * A pooled mapping holds the bytes of an earlier message, so it is handed
+ * out only to a caller that overwrites every byte before anyone sees it
+ * (`reuse` = 1: a packet read straight from the socket); others get fresh
+ * zero pages. `lw_big_mapped` counts mapped bytes, pool included (tests). */
+#define LW_HUGE ((size_t)2 << 20)
+#define LW_BIG_POOL_SLOTS 8
+#define LW_BIG_POOL_BYTES ((size_t)64 << 20)
+static pthread_mutex_t lw_big_mu = PTHREAD_MUTEX_INITIALIZER;
+static double lw_big_bytes = 0;
+static void *lw_big_pool[LW_BIG_POOL_SLOTS];
+static size_t lw_big_pool_len[LW_BIG_POOL_SLOTS];
+static size_t lw_big_pooled = 0;
+
+static size_t lw_big_len(double size) { return ((size_t)size + LW_HUGE - 1) & ~(LW_HUGE - 1); }
+
+void *lw_big_alloc(double size, int reuse) {
+  if (!(size > 0)) return NULL;
+  size_t len = lw_big_len(size);
+  if (reuse) {
+    void *hit = NULL;
+    pthread_mutex_lock(&lw_big_mu);
+    for (int i = 0; i < LW_BIG_POOL_SLOTS; i++) {
+      if (lw_big_pool[i] != NULL && lw_big_pool_len[i] == len) {
+        hit = lw_big_pool[i];
+        lw_big_pool[i] = NULL;
+        lw_big_pooled -= len;
+        break;
+      }
+    }
+    pthread_mutex_unlock(&lw_big_mu);
+    if (hit != NULL) return hit;
+  }
+  char *p = mmap(NULL, len + LW_HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  char *a = (char *)(((uintptr_t)p + LW_HUGE - 1) & ~(uintptr_t)(LW_HUGE - 1));
+  if (a > p) munmap(p, (size_t)(a - p));
+  if (a + len < p + len + LW_HUGE) munmap(a + len, (size_t)((p + len + LW_HUGE) - (a + len)));
+#ifdef MADV_HUGEPAGE
+  madvise(a, len, MADV_HUGEPAGE); /* advice only: without THP the pages are 4 KiB as usual */
+#endif
+  pthread_mutex_lock(&lw_big_mu);
+  lw_big_bytes += (double)len;
+  pthread_mutex_unlock(&lw_big_mu);
+  return a;
+}
+
+/* The deallocator JSC calls (bytes, context): the context is the size asked for. */
+static void lw_big_free(void *bytes, void *ctx) {
+  size_t len = lw_big_len((double)(uintptr_t)ctx);
+  pthread_mutex_lock(&lw_big_mu);
+  if (lw_big_pooled + len <= LW_BIG_POOL_BYTES) {
+    for (int i = 0; i < LW_BIG_POOL_SLOTS; i++) {
+      if (lw_big_pool[i] == NULL) {
+        lw_big_pool[i] = bytes;
+        lw_big_pool_len[i] = len;
+        lw_big_pooled += len;
+        pthread_mutex_unlock(&lw_big_mu);
+        return;
+      }
+    }
+  }
+  lw_big_bytes -= (double)len;
+  pthread_mutex_unlock(&lw_big_mu);
+  munmap(bytes, len);
+}
+
+void *lw_big_free_fn(void) { return (void *)lw_big_free; }
+
+/* Bytes mapped now (in use + pooled) and, in *pooled, those held by the pool. */
+double lw_big_mapped(double *pooled) {
+  pthread_mutex_lock(&lw_big_mu);
+  double b = lw_big_bytes;
+  if (pooled != NULL) *pooled = (double)lw_big_pooled;
+  pthread_mutex_unlock(&lw_big_mu);
+  return b;
+}
+
 #else
 int lw_memfd_create(const char *name, int flags) { (void)name; (void)flags; return -ENOSYS; }
 int lw_madvise(void *addr, double len, int advice) { (void)addr; (void)len; (void)advice; return -ENOSYS; }
+void *lw_big_alloc(double size, int reuse) { (void)size; (void)reuse; return NULL; }
+void *lw_big_free_fn(void) { return NULL; }
+double lw_big_mapped(double *pooled) { if (pooled != NULL) *pooled = 0; return 0; }
 int lw_ftruncate(int fd, double size) { (void)fd; (void)size; return -ENOSYS; }
 int lw_add_seals(int fd, int seals) { (void)fd; (void)seals; return -ENOSYS; }
 int lw_get_seals(int fd) { (void)fd; return -ENOSYS; }

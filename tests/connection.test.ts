@@ -56,7 +56,7 @@ describe("handshake", () => {
   });
 
   test("CONNECT greeting bytes are exactly lwmsg's (19 bytes, SINGLE, packet size, cookie)", async () => {
-    const { c, raw } = await rawPair();
+    const { c, raw } = await rawPair({ packetSize: 8192 });
     c.connectCookie = hex("0102030405060708");
     const done = c.connect();
     const got = await raw.waitBytes(19);
@@ -68,6 +68,25 @@ describe("handshake", () => {
     expect(c.state).toBe(AssocState.IDLE);
     c.destroy();
     raw.close();
+  });
+
+  test("by default the proposal is maxMessageSize + 15 (one packet per message between bun-lwmsg ends); an lwmsg peer's 8192 wins the minimum", async () => {
+    for (const [opts, proposed] of [[{}, "0100000f"], [{ maxMessageSize: 1000 }, "00002000"], [{ maxMessageSize: 100_000 }, "000186af"]] as const) {
+      const { c, raw } = await rawPair(opts);
+      const done = c.connect();
+      const got = await raw.waitBytes(19);
+      expect(toHex(got.subarray(7, 11))).toBe(proposed);
+      raw.write(hex("00000013 03 03 00 00002000 0000000000000000"));
+      await done;
+      expect(c.packetSize).toBe(8192);
+      c.destroy();
+      raw.close();
+    }
+    const [a, b] = await Connection.pair(testProtocol);
+    expect(a.packetSize).toBe(16 * 1024 * 1024 + 15);
+    expect(b.packetSize).toBe(16 * 1024 * 1024 + 15);
+    a.destroy();
+    b.destroy();
   });
 
   test("ACCEPT answers with the already-minimised size and a zero cookie (bare association)", async () => {

@@ -25,6 +25,8 @@ import { DrainWaiters, answer, settled, type Waiter } from "./waiters.ts";
 /** One shared settled promise: a queued send allocates nothing for its result. */
 const RESOLVED: Promise<void> = Promise.resolve();
 const IN_BUFFER_SIZE = 256 * 1024;
+/** A message this large asks the transport for a bigger kernel send buffer (Transport.expectLargeWrites). */
+const LARGE_WRITE = 256 * 1024;
 /** Flush without waiting for the end of the turn once this much is queued. */
 const FLUSH_THRESHOLD = 64 * 1024;
 
@@ -138,7 +140,6 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
     this.peerCookie = peerCookie;
     // Rebuilding the buffers drops anything queued during the handshake (§3.2), fds included.
     this.inbox.fdIn.closeAll();
-    this.framer.fitPacket();
     this.phase = Phase.ESTABLISHED;
     this.framer.parse(this); // bytes that came with the greeting
   }
@@ -213,7 +214,10 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
     const h = resolveOutgoing(this.protocol, message);
     const entry = h.entry;
     if (entry !== undefined && entry.hasFds && !this.transport!.caps.fds) this.refuseFds(entry);
+    const before = this.outq.unsent;
     this.outq.enqueue(entry, h.tag, h.flags, h.status, h.cookie, message.data, this.encodeCtx, this.packetSize);
+    const size = this.outq.unsent - before;
+    if (size >= LARGE_WRITE) this.transport!.expectLargeWrites?.(size);
   }
 
   /** @internal a message with fd fields on a transport that cannot carry fds (REMOTE). */
@@ -303,7 +307,7 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
 
   /** Read until the transport has nothing more or a message is ready. */
   private pump(): void {
-    if (this.framer.wpos > this.framer.rpos) {
+    if (this.framer.unparsed) {
       this.framer.parse(this); // bytes left by a parse that stopped at the admission limit
       if (this.inbox.ready) return;
     }
@@ -324,7 +328,7 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
     const t = this.transport!;
     f.makeRoom();
     fdIn.compact();
-    const r = t.read(f.buf, f.wpos, f.buf.length - f.wpos, fdIn.fds, this.maxFds + 1 - fdIn.held);
+    const r = t.read(f.readTarget, f.readOffset, f.readLength, fdIn.fds, this.maxFds + 1 - fdIn.held);
     if (fdIn.held > this.maxFds) {
       this.toError(new LwMsgError(Status.MALFORMED, `peer sent more than ${this.maxFds} fds ahead of their messages (maxFds)`));
       return -1;
@@ -336,7 +340,7 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
         this.toError(new LwMsgError(Status.RESOURCE_LIMIT, "recvmsg: control data truncated (MSG_CTRUNC), received fds were lost — over maxFds, or out of file descriptors?"));
         return -1;
       }
-      f.wpos += r;
+      f.wrote(r);
       return r;
     }
     if (r === AGAIN) return AGAIN;
@@ -351,8 +355,8 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
   }
 
   /** @internal FrameSink: decode one whole message into the inbox. */
-  message(flags: number, status: number, cookie: number, tag: number, bytes: Uint8Array, start: number, end: number): void {
-    const fatal = this.inbox.decode(flags, status, cookie, tag, bytes, start, end);
+  message(flags: number, status: number, cookie: number, tag: number, bytes: Uint8Array, start: number, end: number, owned: boolean): void {
+    const fatal = this.inbox.decode(flags, status, cookie, tag, bytes, start, end, owned);
     if (fatal !== null) this.toError(fatal);
   }
 

@@ -8,6 +8,7 @@
 import { ByteReader, CodecContext, type HandleCodec } from "../codec/io.ts";
 import type { Protocol } from "../protocol.ts";
 import { LwMsgError, Status } from "../status.ts";
+import { BIG_MIN } from "../native/big.ts";
 import { FdInQueue, closeFd } from "../transport/fdqueue.ts";
 import { MessageFlags, TAG_INVALID } from "../wire/packets.ts";
 import { ReceivedMessage } from "./message.ts";
@@ -81,7 +82,7 @@ export class Inbox {
    * Decode one whole message from bytes[start, end) and queue it (or its
    * synthetic stand-in). Returns an error that must end the connection, or null.
    */
-  decode(flags: number, status: number, cookie: number, tag: number, bytes: Uint8Array, start: number, end: number): LwMsgError | null {
+  decode(flags: number, status: number, cookie: number, tag: number, bytes: Uint8Array, start: number, end: number, owned: boolean): LwMsgError | null {
     if (tag === TAG_INVALID) {
       this.push(new ReceivedMessage(tag, undefined, null, flags, status, cookie, null));
       return null;
@@ -118,6 +119,8 @@ export class Inbox {
     ctx.fdsInPos = fdIn.pos;
     if (ctx.fdsTaken.length !== 0) ctx.fdsTaken.length = 0;
     ctx.maxDecodedBytes = cap;
+    // A large message arrives in a buffer of its own: its byte arrays become views into it, not copies.
+    ctx.viewBytes = owned;
     const handles = entry.hasHandles ? ctx.handles : null;
     handles?.beginDecode?.();
     const r = this.reader;
@@ -152,6 +155,7 @@ export class Inbox {
     }
     fdIn.compact();
     const m = new ReceivedMessage(tag, entry.name, data, flags, status, cookie, fds);
+    if (owned && end - start >= BIG_MIN) m.ownBuffer = bytes.buffer as ArrayBuffer;
     if (request) {
       m.decodedBytes = ctx.decodedBytes;
       adm.hold(m.decodedBytes);

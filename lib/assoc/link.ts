@@ -105,8 +105,8 @@ export abstract class Link {
       if (g !== null) return g;
       f.makeRoom();
       // fds sent with a greeting (AUTH_LOCAL pipe on platforms without peer creds) are not used here.
-      const r = this.transport!.read(f.buf, f.wpos, f.buf.length - f.wpos, null, 0);
-      if (r > 0) f.wpos += r;
+      const r = this.transport!.read(f.readTarget, f.readOffset, f.readLength, null, 0);
+      if (r > 0) f.wrote(r);
       else if (r === AGAIN) await this.waitFor(READABLE, deadline, what);
       // What EOF or an errno cannot tell (a TLS alert: the peer refused our certificate) the transport says.
       else throw this.transport!.failure ?? (r === 0 ? new LwMsgError(Status.PEER_CLOSE, `${what}: peer closed the connection`) : LwMsgError.fromErrno(what, r, true));

@@ -3,6 +3,7 @@
  * @module
  */
 import { LwMsgError, Status } from "../status.ts";
+import { recycleBuffer } from "../native/big.ts";
 import { closeFd } from "../transport/fdqueue.ts";
 import type { Protocol, ProtocolEntry } from "../protocol.ts";
 import { wireOf, type WireType } from "../types.ts";
@@ -66,8 +67,14 @@ const dispose: typeof Symbol.dispose = (Symbol as { dispose?: typeof Symbol.disp
 
 /**
  * A received message. If it carried fds it owns them until the program takes
- * them ({@link takeFd}/{@link takeFds}); `using m = await c.recv()` closes the
- * ones not taken.
+ * them ({@link takeFd}/{@link takeFds}). A large message (≥ 1 MiB) arrives in
+ * a buffer of its own, and its byte arrays are views into it.
+ *
+ * `using m = await c.recv()` {@link release}s it at the end of the scope: the
+ * fds not taken are closed, and a large message's buffer goes back for the
+ * next large message (its byte arrays then read as empty, never as another
+ * message's bytes) — lwmsg's `lwmsg_assoc_destroy_message`, made safe. Keep
+ * the bytes past the scope with {@link keepBytes}, or do not use `using`.
  */
 export class ReceivedMessage implements Disposable {
   constructor(
@@ -85,6 +92,8 @@ export class ReceivedMessage implements Disposable {
   decodedBytes = 0;
   /** @internal gives `decodedBytes` back to the budgets; runs once, when the message is disposed (however its call ends). */
   releaseHeld: ((n: number) => void) | null = null;
+  /** @internal the buffer of a large message, which its byte arrays view; {@link release} recycles it. */
+  ownBuffer: ArrayBuffer | null = null;
   /** True for a message the connection made up because the payload failed to decode (§3.4). */
   get synthetic(): boolean {
     return (this.flags & MessageFlags.SYNTHETIC) !== 0;
@@ -101,8 +110,13 @@ export class ReceivedMessage implements Disposable {
     for (const fd of this.fds) (this.taken ??= new Set()).add(fd);
     return this.fds.slice();
   }
-  /** Close the fds not taken. Idempotent. */
-  [dispose](): void {
+  /** Keep this message's byte arrays valid after {@link release} (or `using`): its buffer is then left to the garbage collector. */
+  keepBytes(): this {
+    this.ownBuffer = null;
+    return this;
+  }
+  /** Close the fds not taken. Idempotent. The data stays valid. */
+  dispose(): void {
     const release = this.releaseHeld;
     if (release !== null) {
       this.releaseHeld = null;
@@ -113,9 +127,22 @@ export class ReceivedMessage implements Disposable {
     for (const fd of fds) if (!this.taken?.has(fd)) closeFd(fd);
     (this as { fds: number[] | null }).fds = null;
   }
-  /** Same as `[Symbol.dispose]()`. */
-  dispose(): void {
-    this[dispose]();
+  /**
+   * Done with this message: {@link dispose} it, and give a large message's
+   * buffer back for reuse (unless {@link keepBytes}); its byte arrays become
+   * empty (detached). What `using` calls. Idempotent.
+   */
+  release(): void {
+    this.dispose();
+    const b = this.ownBuffer;
+    if (b !== null) {
+      this.ownBuffer = null;
+      recycleBuffer(b);
+    }
+  }
+  /** Same as {@link release}. */
+  [dispose](): void {
+    this.release();
   }
 }
 

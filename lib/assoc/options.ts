@@ -4,7 +4,7 @@
  * @module
  */
 import { LwMsgError, Status } from "../status.ts";
-import { DEFAULT_PACKET_SIZE, MIN_PACKET_SIZE } from "../wire/packets.ts";
+import { DEFAULT_PACKET_SIZE, MESSAGE_HEADER_SIZE, MIN_PACKET_SIZE } from "../wire/packets.ts";
 import type { HandleCodec } from "../codec/io.ts";
 
 /**
@@ -59,7 +59,12 @@ export function describePhase(phase: Phase): string {
 }
 
 export interface ConnectionOptions {
-  /** Preferred maximum packet size; the effective one is the minimum of both peers' (default 8192, ≥ 20). */
+  /**
+   * Preferred maximum packet size (≥ 20); the effective one is the minimum of
+   * both peers'. Default: maxMessageSize + 15, so every message is one packet
+   * between bun-lwmsg ends, while an lwmsg C peer's 8192 still wins the
+   * minimum. lwmsg's own default is 8192 (`DEFAULT_PACKET_SIZE`).
+   */
   packetSize?: number;
   /** Largest message this side reassembles (default 16 MiB); a bigger incoming message is OVERFLOW and ends the connection. Also caps what send() encodes. */
   maxMessageSize?: number;
@@ -133,6 +138,18 @@ export function checkTimeout(name: string, v: number | null | undefined): number
   return v;
 }
 
+/**
+ * The packet size proposed unless one is set: room for the largest message in
+ * one packet. Negotiation takes the smaller proposal (§3.2), so an lwmsg C
+ * peer (8192 unless configured) gets exactly the packets it asked for, while
+ * two bun-lwmsg ends send a large message as one packet: one header, read
+ * straight into the message's own buffer instead of reassembled from 8 KiB
+ * fragments (10× faster for 16 MiB messages, see the bench).
+ */
+export function defaultPacketSize(maxMessageSize: number): number {
+  return Math.min(0x7fffffff, Math.max(DEFAULT_PACKET_SIZE, maxMessageSize + MESSAGE_HEADER_SIZE));
+}
+
 export function checkPacketSize(n: unknown): number {
   if (typeof n !== "number" || !Number.isInteger(n) || n < MIN_PACKET_SIZE || n > 0x7fffffff) throw new LwMsgError(Status.INVALID_PARAMETER, `packet size must be an integer ≥ ${MIN_PACKET_SIZE}, got ${n}`);
   return n;
@@ -159,7 +176,7 @@ export function checkConnectionOptions(options: ConnectionOptions): ConnectionSe
   if (maxDecodedBytes !== -1 && (!Number.isInteger(maxDecodedBytes) || maxDecodedBytes < 1)) throw new LwMsgError(Status.INVALID_PARAMETER, `maxDecodedBytes must be a positive integer, got ${maxDecodedBytes}`);
   return {
     maxDecodedBytes,
-    packetSize: checkPacketSize(options.packetSize ?? DEFAULT_PACKET_SIZE),
+    packetSize: checkPacketSize(options.packetSize ?? defaultPacketSize(maxMessageSize)),
     maxMessageSize,
     maxFds,
     messageTimeout: checkTimeout("message", options.timeouts?.message),

@@ -8,6 +8,7 @@ import { textForm, type WireArray, type WireCustom, type WireHandle, type WireIn
 import { earlyable, fixedSize, freeNames, inlineCost, minWire, nativeSize, type Reg } from "./analyze.ts";
 import { Gen, key, pathExpr, prop, type Scope } from "./gen.ts";
 import * as RT from "./runtime.ts";
+import { VIEW_MIN_BYTES } from "./io.ts";
 import { StrMemo } from "./text.ts";
 
 export class DecGen extends Gen {
@@ -261,7 +262,10 @@ export class DecGen extends Gen {
     }
     if (byteArr) {
       const signed = (of as WireInt).signed;
-      this.emit(`${t} = ${signed ? `new Int8Array(buf.slice(p, p + ${n}).buffer)` : `buf.slice(p, p + ${n})`};`);
+      // Views only into a buffer the message owns (ctx.viewBytes); anything else is copied out.
+      const view = `ctx.viewBytes && ${n} >= ${VIEW_MIN_BYTES}`;
+      if (signed) this.emit(`${t} = ${view} ? new Int8Array(buf.buffer, buf.byteOffset + p, ${n}) : new Int8Array(buf.slice(p, p + ${n}).buffer);`);
+      else this.emit(`${t} = ${view} ? buf.subarray(p, p + ${n}) : buf.slice(p, p + ${n});`);
       if (reg) this.emit(this.regCode(reg, t));
       if (of.verify || (of as WireInt).range) {
         const i = this.v("i");

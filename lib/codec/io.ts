@@ -9,6 +9,7 @@
  * never needs to know about packet boundaries.
  * @module
  */
+import { bigBuffer } from "../native/big.ts";
 import { LwMsgError, Status } from "../status.ts";
 
 /** Growable big-endian byte writer. `buf`/`view`/`pos` are public so generated code can inline its writes. */
@@ -33,8 +34,9 @@ export class ByteWriter {
     if (need > this.limit) throw new LwMsgError(Status.OVERFLOW, `message exceeds the ${this.limit}-byte limit`);
     let size = Math.max(this.buf.length * 2, 64); // (doubling 0 would never reach `need`)
     while (size < need) size *= 2;
-    if (size > this.limit) size = Math.max(need, this.limit);
-    const next = new Uint8Array(new ArrayBuffer(size));
+    // Past the limit, a quarter of headroom: an exact fit would grow again for the next message a few bytes longer.
+    if (size > this.limit) size = Math.max(need, Math.min(size, this.limit + (this.limit >> 2)));
+    const next = new Uint8Array(bigBuffer(size));
     next.set(this.buf.subarray(0, this.pos));
     this.buf = next;
     this.view = new DataView(next.buffer);
@@ -88,6 +90,9 @@ export interface HandleCodec {
  * Per-message state for fds and handles. The connection keeps one and resets
  * it per message, so encoding allocates nothing for it.
  */
+/** Smallest byte array decoded as a view when {@link CodecContext.viewBytes} is set (below it a copy is as cheap and pins nothing). */
+export const VIEW_MIN_BYTES = 1024;
+
 export class CodecContext {
   /** Fds the encoder met, in wire order (the caller's numbers; the connection dups them). */
   fdsOut: number[] = [];
@@ -104,6 +109,13 @@ export class CodecContext {
    * input byte (`defaultDecodeBudget`).
    */
   maxDecodedBytes = -1;
+  /**
+   * The bytes being decoded belong to the decoded value alone (a large
+   * message's own buffer): byte arrays of at least {@link VIEW_MIN_BYTES} are
+   * returned as views into them instead of copies. Never set for shared or
+   * caller-owned bytes.
+   */
+  viewBytes = false;
   /** What the last successful decode with this context charged against its budget (its decoded size, in the same units). */
   decodedBytes = 0;
   constructor(handles: HandleCodec | null = null) {

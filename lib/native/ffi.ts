@@ -29,6 +29,7 @@ const symbols = {
   lw_dup: { args: ["i32"], returns: "i32" },
   lw_unlink: { args: ["buffer"], returns: "i32" },
   lw_send: { args: ["i32", "ptr", "i32", "ptr", "i32"], returns: "i32" },
+  lw_grow_sndbuf: { args: ["i32", "i32"], returns: "i32" },
   lw_recv: { args: ["i32", "ptr", "i32", "ptr", "ptr"], returns: "i32" },
   lw_recv_fds: { args: ["i32", "ptr", "i32", "ptr", "i32", "ptr"], returns: "i32" },
   lw_peercred: { args: ["i32", "buffer"], returns: "i32" },
@@ -53,6 +54,10 @@ const symbols = {
   lw_fd_size: { args: ["i32"], returns: "f64" },
   lw_pwrite_all: { args: ["i32", "buffer", "f64", "f64"], returns: "i32" },
   lw_madvise: { args: ["ptr", "f64", "i32"], returns: "i32" },
+  // buffers for large messages (lib/native/big.ts)
+  lw_big_alloc: { args: ["f64", "i32"], returns: "ptr" },
+  lw_big_free_fn: { args: [], returns: "ptr" },
+  lw_big_mapped: { args: ["buffer"], returns: "f64" },
   lw_peer_pidfd: { args: ["i32"], returns: "i32" },
   lw_pidfd_alive: { args: ["i32"], returns: "i32" },
 } as const satisfies Record<string, FFIFunction>;

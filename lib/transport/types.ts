@@ -44,6 +44,12 @@ export interface Transport {
   readonly truncated: boolean;
   /** Write `src[off, off+len)` with `nfds` fds (first byte). Bytes taken (≥ 0) or a negative errno (`AGAIN` when full). */
   write(src: Uint8Array, off: number, len: number, fds: Int32Array | null, nfds: number): number;
+  /**
+   * Optional: a message of `bytes` is about to be written; a transport with a
+   * kernel send buffer may grow it toward that (fewer writes and wakes per
+   * large message). Advice only.
+   */
+  expectLargeWrites?(bytes: number): void;
   /** One-shot readiness request (READABLE | WRITABLE). */
   arm(events: number): void;
   /** Wait up to `us` microseconds for input on the JS thread; false at once where that is not possible. */

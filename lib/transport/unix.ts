@@ -15,6 +15,8 @@ import { WRITABLE, type Connector, type Transport, type TransportCaps } from "./
 
 const MSG_CTRUNC = 0x8;
 const UNIX_CAPS: TransportCaps = { fds: true, replyPoll: true };
+/** The most SO_SNDBUF a connection asks for when large messages go out (see expectLargeWrites). */
+const SNDBUF_MAX = 4 * 1024 * 1024;
 
 /** One UNIX stream socket. Owns `fd` from construction on. */
 export class UnixTransport implements Transport {
@@ -85,6 +87,15 @@ export class UnixTransport implements Transport {
       if (r !== -Errno.EINTR) return r;
     }
   }
+
+  expectLargeWrites(bytes: number): void {
+    // At most 4 MiB: past that a sender only queues more in the kernel ahead of a reader that cannot go faster.
+    const want = Math.min(bytes, SNDBUF_MAX);
+    if (want <= this.sndbuf || this.fd < 0) return;
+    const r = native.lw_grow_sndbuf(this.fd, want);
+    this.sndbuf = r > 0 ? Math.max(want, r) : SNDBUF_MAX; // failed or capped: do not ask again
+  }
+  private sndbuf = 0;
 
   arm(events: number): void {
     this.watch?.arm(events);

@@ -1,24 +1,51 @@
 /**
  * Inbound framing: bytes from the transport → whole lwmsg messages (§3.1,
- * §3.3). Owns the receive buffer (the transport reads straight into its free
+ * §3.3). Owns the receive ring (the transport reads straight into its free
  * tail), cuts complete packets, checks their lengths and fragment flags, and
  * reassembles fragmented messages. Pure: no I/O, testable on byte arrays.
+ *
+ * Large messages never pass through the ring: a packet of at least
+ * {@link DIRECT_MIN} bytes that has not all arrived is read straight into
+ * its message's own buffer ({@link readTarget}), and a message of at least
+ * {@link OWNED_MIN} bytes is handed over in that buffer (`owned`), so the
+ * decoder can return views into it instead of copies.
  * @module
  */
+import { bigBuffer } from "../native/big.ts";
 import { LwMsgError, Status } from "../status.ts";
 import { BASE_HEADER_SIZE, MESSAGE_HEADER_SIZE, PacketFlags, PacketType, SHUTDOWN_SIZE, shutdownError } from "./packets.ts";
 
 /** Where whole messages go. One implementation (the association): the call stays monomorphic. */
 export interface FrameSink {
-  /** A whole message: its payload is `bytes[start, end)` (valid until the next read). */
-  message(flags: number, status: number, cookie: number, tag: number, bytes: Uint8Array, start: number, end: number): void;
+  /**
+   * A whole message: its payload is `bytes[start, end)`. Unless `owned`, the
+   * bytes are the framer's and valid only until the next read; `owned` bytes
+   * belong to this message alone (the framer never touches them again).
+   */
+  message(flags: number, status: number, cookie: number, tag: number, bytes: Uint8Array, start: number, end: number, owned: boolean): void;
   /** The stream is unusable from here on (MALFORMED, OVERFLOW, the peer's SHUTDOWN). */
   fail(e: LwMsgError): void;
   /** False once the sink stopped taking messages (the loop ends). */
   readonly open: boolean;
 }
 
+/** A packet this long whose bytes are not all in the ring is read straight into its message's buffer. */
+export const DIRECT_MIN = 64 * 1024;
+/** A message this long is handed over in a buffer of its own (`owned`); shorter ones are copied out of shared buffers by the decoder. */
+export const OWNED_MIN = 64 * 1024;
+/** First size of a fragmented message's buffer (it doubles as fragments arrive, up to maxMessageSize). */
+const REASSEMBLY_START = 64 * 1024;
+
 const EMPTY = new Uint8Array(new ArrayBuffer(0));
+
+interface Fragmented {
+  flags: number;
+  status: number;
+  cookie: number;
+  tag: number;
+  buf: Uint8Array;
+  len: number;
+}
 
 export class InboundFramer {
   buf: Uint8Array = EMPTY;
@@ -29,8 +56,19 @@ export class InboundFramer {
   wpos = 0;
   /** Negotiated packet size (own preference until established). */
   packetSize: number;
+  /** Where the next read goes (set by {@link makeRoom}): `readTarget[readOffset, readOffset + readLength)`. */
+  readTarget: Uint8Array = EMPTY;
+  readOffset = 0;
+  readLength = 0;
+  /** The buffer of the last fragmented message that was copied out (not owned): reused for the next one. */
   private reassembly: Uint8Array | null = null;
-  private frag: { flags: number; status: number; cookie: number; tag: number; buf: Uint8Array; len: number } | null = null;
+  private frag: Fragmented | null = null;
+  /** Payload bytes of the current packet still to be read straight into `frag.buf` (direct mode while > 0 or a packet awaits delivery). */
+  private direct = 0;
+  private directPacket = false;
+  private directLast = false;
+  /** Size of the last owned message: a fragmented message past its first buffer grows straight to it. */
+  private sizeHint = REASSEMBLY_START;
 
   constructor(
     packetSize: number,
@@ -40,13 +78,29 @@ export class InboundFramer {
     this.packetSize = packetSize;
   }
 
+  /** Bytes read and not yet parsed, or a large packet read whole and not yet handed over. */
+  get unparsed(): boolean {
+    return this.wpos > this.rpos || (this.directPacket && this.direct === 0);
+  }
+
   /** Bytes read but not yet parsed, or a fragmented message still open. */
   get partial(): boolean {
     return this.wpos > this.rpos || this.frag !== null;
   }
 
-  /** Make room at the tail for the next read (allocated on first use: connections that never open cost no buffer). */
+  /**
+   * Say where the next read goes ({@link readTarget}): the rest of a large
+   * packet straight into its message's buffer, else the ring's free tail
+   * (allocated on first use: connections that never open cost no buffer).
+   */
   makeRoom(): void {
+    if (this.direct > 0) {
+      const f = this.frag!;
+      this.readTarget = f.buf;
+      this.readOffset = f.len;
+      this.readLength = this.direct;
+      return;
+    }
     if (this.buf.length === 0) this.grow(this.initialSize);
     if (this.rpos > 0 && (this.rpos === this.wpos || this.buf.length - this.wpos < 4096)) {
       this.buf.copyWithin(0, this.rpos, this.wpos);
@@ -54,11 +108,17 @@ export class InboundFramer {
       this.rpos = 0;
     }
     if (this.wpos === this.buf.length) this.grow(this.buf.length * 2);
+    this.readTarget = this.buf;
+    this.readOffset = this.wpos;
+    this.readLength = this.buf.length - this.wpos;
   }
 
-  /** Make sure a whole packet of the negotiated size fits. */
-  fitPacket(): void {
-    if (this.packetSize + BASE_HEADER_SIZE > this.buf.length) this.grow(this.packetSize + BASE_HEADER_SIZE);
+  /** `n` bytes were read into {@link readTarget} where {@link makeRoom} said. */
+  wrote(n: number): void {
+    if (this.direct > 0) {
+      this.frag!.len += n;
+      this.direct -= n;
+    } else this.wpos += n;
   }
 
   private grow(size: number): void {
@@ -85,6 +145,12 @@ export class InboundFramer {
 
   /** Cut complete packets and hand every whole message to `sink`, until the buffer or the sink runs out. */
   parse(sink: FrameSink): void {
+    if (this.directPacket) {
+      // A large packet read straight into its message's buffer: done once all its bytes are in.
+      if (this.direct > 0 || !sink.open) return;
+      this.directPacket = false;
+      if (this.directLast) this.deliver(sink);
+    }
     const buf = this.buf;
     const v = this.view;
     let p = this.rpos;
@@ -93,57 +159,88 @@ export class InboundFramer {
       const len = v.getUint32(p);
       if (len > this.packetSize) return this.malformed(sink, `packet of ${len} bytes exceeds the negotiated packet size ${this.packetSize}`);
       if (len < BASE_HEADER_SIZE) return this.malformed(sink, `packet length ${len} is shorter than its header`);
-      if (end - p < len) break;
+      const whole = end - p >= len;
       const type = buf[p + 4]!;
       if (type === PacketType.MESSAGE) {
+        if (!whole && (len < DIRECT_MIN || end - p < MESSAGE_HEADER_SIZE)) break;
         if (len < MESSAGE_HEADER_SIZE) return this.malformed(sink, `MESSAGE packet of ${len} bytes is shorter than its 15-byte header`);
         const pf = buf[p + 5]!;
+        const n = len - MESSAGE_HEADER_SIZE;
         if ((pf & PacketFlags.FIRST) !== 0) {
           if (this.frag !== null) return this.malformed(sink, "a new message began before the previous one's LAST fragment");
-          if ((pf & PacketFlags.LAST) !== 0) {
+          if ((pf & PacketFlags.LAST) !== 0 && whole) {
             this.rpos = p + len;
-            sink.message(buf[p + 6]!, v.getUint32(p + 7), v.getUint16(p + 11), v.getInt16(p + 13), buf, p + MESSAGE_HEADER_SIZE, p + len);
+            sink.message(buf[p + 6]!, v.getUint32(p + 7), v.getUint16(p + 11), v.getInt16(p + 13), buf, p + MESSAGE_HEADER_SIZE, p + len, false);
             p = this.rpos;
             continue;
           }
-          // The reassembly buffer is kept across messages (it only grows to the largest message seen, ≤ maxMessageSize).
-          const rb = (this.reassembly ??= new Uint8Array(Math.min(this.maxMessageSize, Math.max(64 * 1024, 4 * this.packetSize))));
+          if (n > this.maxMessageSize) return this.overflow(sink, p + len);
+          // One packet: its own buffer of exactly its size. Fragments: the kept buffer, or one of the size of the last large message.
+          // (a single packet's buffer is overwritten whole before it is handed over: a pooled one may serve)
+          const rb = (pf & PacketFlags.LAST) !== 0 ? new Uint8Array(bigBuffer(n, true)) : (this.reassembly ?? new Uint8Array(new ArrayBuffer(Math.min(this.maxMessageSize, Math.max(REASSEMBLY_START, n)))));
+          this.reassembly = null;
           this.frag = { flags: buf[p + 6]!, status: v.getUint32(p + 7), cookie: v.getUint16(p + 11), tag: v.getInt16(p + 13), buf: rb, len: 0 };
         } else if (this.frag === null) return this.malformed(sink, "a continuation fragment arrived without a FIRST fragment");
         const f = this.frag;
-        const n = len - MESSAGE_HEADER_SIZE;
-        if (f.len + n > this.maxMessageSize) {
-          this.rpos = p + len;
-          this.frag = null;
-          return sink.fail(new LwMsgError(Status.OVERFLOW, `incoming message exceeds maxMessageSize ${this.maxMessageSize}`));
-        }
+        if (f.len + n > this.maxMessageSize) return this.overflow(sink, p + len);
         if (f.len + n > f.buf.length) {
-          const nb = new Uint8Array(Math.min(this.maxMessageSize, Math.max(f.buf.length * 2, f.len + n)));
+          // Past its first size, a message grows straight to the size of the last large one (a stream of large
+          // messages then costs one buffer each, not a doubling series of copies).
+          const nb = new Uint8Array(bigBuffer(Math.min(this.maxMessageSize, Math.max(f.buf.length * 2, f.len + n, this.sizeHint))));
           nb.set(f.buf.subarray(0, f.len));
           f.buf = nb;
-          this.reassembly = nb;
+        }
+        if (!whole) {
+          // The rest of this packet goes straight from the socket into the message's buffer (makeRoom/wrote).
+          const have = end - p - MESSAGE_HEADER_SIZE;
+          f.buf.set(buf.subarray(p + MESSAGE_HEADER_SIZE, end), f.len);
+          f.len += have;
+          this.direct = n - have;
+          this.directPacket = true;
+          this.directLast = (pf & PacketFlags.LAST) !== 0;
+          this.rpos = this.wpos = 0;
+          return;
         }
         f.buf.set(buf.subarray(p + MESSAGE_HEADER_SIZE, p + len), f.len);
         f.len += n;
         p += len;
         if ((pf & PacketFlags.LAST) !== 0) {
-          this.frag = null;
           this.rpos = p;
-          sink.message(f.flags, f.status, f.cookie, f.tag, f.buf, 0, f.len);
+          this.deliver(sink);
           p = this.rpos;
         }
         continue;
       }
-      if (type === PacketType.SHUTDOWN) {
-        if (len !== SHUTDOWN_SIZE) return this.malformed(sink, `SHUTDOWN packet of ${len} bytes`);
-        // §3.3: like any non-MESSAGE packet, a SHUTDOWN between the fragments of a message is MALFORMED
-        if (this.frag !== null) return this.malformed(sink, "SHUTDOWN packet in the middle of a fragmented message");
-        this.rpos = p + len;
-        return sink.fail(shutdownError(v.getUint32(p + 6)));
-      }
-      return this.malformed(sink, `unexpected packet type ${type} on an established connection`);
+      // Only a SHUTDOWN may follow the greeting besides messages (§3.3). lwmsg judges a packet once it is whole
+      // (cut short, it is PEER_CLOSE); one too large for the ring is judged from its header instead, so a bogus
+      // length never makes the ring wait for (and grow to) bytes that can only be refused.
+      if (!whole && len < DIRECT_MIN) break;
+      if (type !== PacketType.SHUTDOWN) return this.malformed(sink, `unexpected packet type ${type} on an established connection`);
+      if (len !== SHUTDOWN_SIZE) return this.malformed(sink, `SHUTDOWN packet of ${len} bytes`);
+      // like any non-MESSAGE packet, a SHUTDOWN between the fragments of a message is MALFORMED
+      if (this.frag !== null) return this.malformed(sink, "SHUTDOWN packet in the middle of a fragmented message");
+      this.rpos = p + len;
+      return sink.fail(shutdownError(v.getUint32(p + 6)));
     }
     this.rpos = p;
+  }
+
+  /** The open message is complete: hand it over, in its own buffer when large (the decoder may keep views into it). */
+  private deliver(sink: FrameSink): void {
+    const f = this.frag!;
+    this.frag = null;
+    const owned = f.len >= OWNED_MIN;
+    if (owned) this.sizeHint = Math.max(REASSEMBLY_START, f.len);
+    else if (f.buf.length <= 4 * REASSEMBLY_START) this.reassembly = f.buf;
+    sink.message(f.flags, f.status, f.cookie, f.tag, f.buf, 0, f.len, owned);
+  }
+
+  private overflow(sink: FrameSink, next: number): void {
+    this.rpos = next > this.wpos ? this.wpos : next;
+    this.frag = null;
+    this.direct = 0;
+    this.directPacket = false;
+    sink.fail(new LwMsgError(Status.OVERFLOW, `incoming message exceeds maxMessageSize ${this.maxMessageSize}`));
   }
 
   private malformed(sink: FrameSink, what: string): void {
@@ -154,12 +251,15 @@ export class InboundFramer {
   /** Drop a fragmented message in progress (the connection failed). */
   abandonMessage(): void {
     this.frag = null;
+    this.direct = 0;
+    this.directPacket = false;
   }
 
-  /** Forget everything (teardown, reset); the buffer itself is kept for reuse. */
+  /** Forget everything (teardown, reset); the ring itself is kept for reuse. */
   clear(): void {
-    this.frag = null;
+    this.abandonMessage();
     this.reassembly = null;
+    this.sizeHint = REASSEMBLY_START;
     this.rpos = this.wpos = 0;
   }
 }

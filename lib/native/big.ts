@@ -1,0 +1,78 @@
+/**
+ * Buffers for large messages: a received message of 1 MiB or more is read
+ * into one of these, and the decoder hands out views into it; the outgoing
+ * queue grows into them too.
+ *
+ * Why not `new ArrayBuffer(n)`: a fresh buffer's pages are faulted in one
+ * 4 KiB page at a time on first touch, which on a VM costs 10+ µs a page —
+ * 40–60 ms for 16 MiB on the project machine, ten times the cost of reading
+ * the message. The shim maps these 2 MiB-aligned and advised for transparent
+ * huge pages (faulted in 2 MiB at a time: ≈ 1.4 ms for 16 MiB there), and
+ * keeps a few collected ones, pages and all, for the next buffer of the same
+ * size. They are ordinary ArrayBuffers to JS; JSC calls the shim's
+ * `lw_big_free` when one is collected.
+ * @module
+ */
+import { toArrayBuffer, type Pointer } from "bun:ffi";
+import { native } from "./ffi.ts";
+
+/** Below this a plain ArrayBuffer is as cheap (few pages) and rounds up to nothing. */
+export const BIG_MIN = 1024 * 1024;
+
+const freeFn = native.lw_big_free_fn() as Pointer | null;
+// toArrayBuffer(ptr, offset, length, deallocatorContext, deallocator): bun:ffi's form for memory JSC frees, missing from its typings.
+const wrap = toArrayBuffer as unknown as (p: Pointer, off: number, len: number, ctx: number, dealloc: Pointer) => ArrayBuffer;
+
+/**
+ * An ArrayBuffer of exactly `size` bytes, from the shim's huge-page mappings
+ * when `size` ≥ {@link BIG_MIN} (a plain one if the mapping fails or the
+ * platform has none). Zero-filled, unless `overwritten`: the caller writes
+ * every byte before anything else can see the buffer, so a pooled mapping
+ * (holding an earlier message's bytes) may serve.
+ */
+export function bigBuffer(size: number, overwritten = false): ArrayBuffer {
+  if (overwritten && recycled.length > 0) {
+    for (let i = 0; i < recycled.length; i++) {
+      const b = recycled[i]!;
+      if (b.byteLength === size) {
+        recycled.splice(i, 1);
+        recycledBytes -= size;
+        return b;
+      }
+    }
+  }
+  if (size >= BIG_MIN && freeFn !== null) {
+    const p = native.lw_big_alloc(size, overwritten ? 1 : 0) as Pointer | null;
+    if (p !== null) return wrap(p, 0, size, size, freeFn);
+  }
+  return new ArrayBuffer(size);
+}
+
+const pooledOut = new Float64Array(1);
+/** Bytes of big buffers mapped now, and how many of them wait in the pool (for tests: collected ones go back). */
+export function bigBytesMapped(): { mapped: number; pooled: number } {
+  const mapped = native.lw_big_mapped(pooledOut);
+  return { mapped, pooled: pooledOut[0]! };
+}
+
+/** Buffers given back by released messages (most recent last), for {@link bigBuffer} callers that overwrite them. */
+const recycled: ArrayBuffer[] = [];
+let recycledBytes = 0;
+const RECYCLE_MAX_BYTES = 64 * 1024 * 1024;
+const RECYCLE_MAX_COUNT = 4;
+
+type Transferable = ArrayBuffer & { readonly detached: boolean; transfer(): ArrayBuffer };
+
+/**
+ * Take `buf` (≥ {@link BIG_MIN}) back for reuse. It is detached first (its
+ * memory moves, uncopied, to a new ArrayBuffer), so every view of it reads
+ * as empty from now on rather than as the next message's bytes.
+ */
+export function recycleBuffer(buf: ArrayBuffer): void {
+  const b = buf as Transferable;
+  if (b.byteLength < BIG_MIN || b.detached || typeof b.transfer !== "function") return;
+  const moved = b.transfer();
+  recycled.push(moved);
+  recycledBytes += moved.byteLength;
+  while (recycled.length > RECYCLE_MAX_COUNT || recycledBytes > RECYCLE_MAX_BYTES) recycledBytes -= recycled.shift()!.byteLength;
+}
