@@ -45,6 +45,7 @@ const HERE = dirname(import.meta.path);
 const SERVER = join(HERE, "fixtures", "peer-server.ts");
 const GRPC_SERVER = join(HERE, "fixtures", "grpc-server.ts");
 const IPC_CHILD = join(HERE, "fixtures", "ipc-echo.ts");
+const COLD_CLIENT = join(HERE, "fixtures", "peer-cold-client.ts");
 const BUN = process.execPath;
 const INFLIGHT = 64;
 
@@ -61,7 +62,11 @@ export interface PeerBenchOptions {
 
 /** One run of one case. */
 interface Sample {
-  rate: number; // calls/s
+  rate: number; // calls/s over the whole run
+  /** calls/s over the second half of the run (JIT warm on both sides); for the cold case, its last quarter. */
+  steady?: number;
+  /** cold case only: calls/s over the first 5,000 calls of a fresh client process against a fresh server. */
+  first5k?: number;
   p50: number; // µs
   p99: number; // µs
 }
@@ -95,6 +100,9 @@ async function drive(n: number, warm: number, inflight: number, one: () => Promi
   for (let i = 0; i < warm; i++) await one();
   const lat = new Float64Array(n);
   let next = 0;
+  let done = 0;
+  const half = n >> 1;
+  let tHalf = 0;
   const t0 = Bun.nanoseconds();
   const loop = async () => {
     for (;;) {
@@ -102,14 +110,16 @@ async function drive(n: number, warm: number, inflight: number, one: () => Promi
       if (i >= n) return;
       const s = Bun.nanoseconds();
       await one();
-      lat[i] = (Bun.nanoseconds() - s) / 1000;
+      const t = Bun.nanoseconds();
+      lat[i] = (t - s) / 1000;
+      if (++done === half) tHalf = t;
     }
   };
   if (inflight === 1) await loop();
   else await Promise.all(Array.from({ length: inflight }, loop));
-  const secs = (Bun.nanoseconds() - t0) / 1e9;
+  const t1 = Bun.nanoseconds();
   const l = latencySummary(lat);
-  return { rate: n / secs, p50: l.p50, p99: l.p99 };
+  return { rate: (n * 1e9) / (t1 - t0), steady: ((n - half) * 1e9) / (t1 - tHalf), p50: l.p50, p99: l.p99 };
 }
 
 async function peerCase(n: number, warm: number, inflight: number): Promise<Sample> {
@@ -127,6 +137,25 @@ async function peerCase(n: number, warm: number, inflight: number): Promise<Samp
     );
   } finally {
     await client.close();
+    child.kill();
+    await reap(child);
+  }
+}
+
+/**
+ * Cold start: a fresh client process (bench/fixtures/peer-cold-client.ts) against a fresh server, both with
+ * nothing compiled yet: calls/s over its first 5,000 calls, and over the last quarter of 60,000.
+ */
+async function coldCase(): Promise<Sample> {
+  const path = sockPath();
+  const child = await startServer("peer", path);
+  try {
+    const client = Bun.spawn([BUN, COLD_CLIENT, path, "60000"], { stdout: "pipe", stderr: "inherit" });
+    const out = await withTimeout(new Response(client.stdout).text(), 120_000, "cold client");
+    await client.exited;
+    const r = JSON.parse(out.trim().split("\n").at(-1)!) as { first5k: number; steady: number };
+    return { rate: r.first5k, first5k: r.first5k, steady: r.steady, p50: NaN, p99: NaN };
+  } finally {
     child.kill();
     await reap(child);
   }
@@ -296,7 +325,7 @@ export async function runPeerBench(opts: PeerBenchOptions = {}): Promise<PeerBen
   const grpcMany = opts.quick ? 5_000 : 20_000;
   const warm = 1_000;
   sockDir = mkdtempSync(join(tmpdir(), "lwpeer-"));
-  const keys = ["transact1", "peer1", "json1", "ipcjson1", "ipcadv1", "grpc1", "peer64", "json64", "ipcjson64", "ipcadv64", "grpc64"];
+  const keys = ["transact1", "peer1", "json1", "ipcjson1", "ipcadv1", "grpc1", "peer64", "json64", "ipcjson64", "ipcadv64", "grpc64", "cold64"];
   const results: Record<string, (Sample | null)[]> = Object.fromEntries(keys.map((k) => [k, []]));
   const errors: string[] = [];
   const started = Date.now();
@@ -326,12 +355,14 @@ export async function runPeerBench(opts: PeerBenchOptions = {}): Promise<PeerBen
       await attempt("ipcjson64", () => ipcCase(many, warm, INFLIGHT, "json"));
       await attempt("ipcadv64", () => ipcCase(many, warm, INFLIGHT, "advanced"));
       await attempt("grpc64", () => grpcCase(grpcMany, warm, INFLIGHT));
+      await attempt("cold64", () => coldCase());
       const last = (k: string, f: keyof Sample) => fmtNum(results[k]!.at(-1)?.[f] ?? NaN);
       log(
         `  run ${r + 1}/${runs}: 1 in flight p50 µs transact ${last("transact1", "p50")}, peer ${last("peer1", "p50")}, json ${last("json1", "p50")}, ` +
           `ipc ${last("ipcjson1", "p50")}/${last("ipcadv1", "p50")}, grpc ${last("grpc1", "p50")}; ` +
           `${INFLIGHT} in flight calls/s peer ${last("peer64", "rate")}, json ${last("json64", "rate")}, ` +
-          `ipc ${last("ipcjson64", "rate")}/${last("ipcadv64", "rate")}, grpc ${last("grpc64", "rate")}`,
+          `ipc ${last("ipcjson64", "rate")}/${last("ipcadv64", "rate")}, grpc ${last("grpc64", "rate")}; ` +
+          `steady peer ${last("peer64", "steady")}, json ${last("json64", "steady")}; cold first 5k ${last("cold64", "first5k")} vs its steady ${last("cold64", "steady")}`,
       );
     }
   } finally {
@@ -397,9 +428,18 @@ function peerComparisons(results: Record<string, (Sample | null)[]>): Comparison
     const rateTarget = b.key === "grpc" ? { target: { op: ">=" as const, value: 30 } } : b.key === "json" ? { target: { op: ">=" as const, value: 3 } } : {};
     const p99Target = b.key === "json" ? { target: { op: "<=" as const, value: 1 } } : {};
     add(MANY, "calls/s", "peer64", `${b.key}64`, b.name, "rate", { ...rateTarget, headline: true, chart: true });
+    // The same run's second half: both processes past their JIT warm-up (the whole-run figure includes a fresh server's).
+    add(MANY, "calls/s, steady (2nd half of the run)", "peer64", `${b.key}64`, b.name, "steady", { ...(b.key === "json" ? { target: { op: ">=" as const, value: 3 } } : {}) });
     add(MANY, "p50 µs", "peer64", `${b.key}64`, b.name, "p50");
     add(MANY, "p99 µs", "peer64", `${b.key}64`, b.name, "p99", { ...p99Target, headline: true });
   }
+  out.push(
+    compare(
+      { bench: "peer", case: `peer, ${INFLIGHT} calls in flight, cold process`, metric: "calls/s over its first 5,000 calls", higherIsBetter: true, baseline: "its own steady rate (calls 45k–60k)", target: { op: ">=", value: 0.8 }, headline: true },
+      v("cold64", "first5k"),
+      v("cold64", "steady"),
+    ),
+  );
   add(ONE, "p50 µs", "peer1", "transact1", "Connection.transact", "p50", { target: { op: "<=", value: 1.1 }, headline: true });
   add(ONE, "p99 µs", "peer1", "transact1", "Connection.transact", "p99");
   add(ONE, "calls/s", "peer1", "transact1", "Connection.transact", "rate");
