@@ -140,6 +140,7 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
     this.peerCookie = peerCookie;
     // Rebuilding the buffers drops anything queued during the handshake (§3.2), fds included.
     this.inbox.fdIn.closeAll();
+    this.outq.writev = typeof this.transport?.writev === "function";
     this.phase = Phase.ESTABLISHED;
     this.framer.parse(this); // bytes that came with the greeting
   }
@@ -191,9 +192,14 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
     const queued = this.outq.unsent;
     if (queued >= FLUSH_THRESHOLD || queued >= this.sendQueueLimit) {
       this.flush();
+      // What the kernel did not take of arrays left in the caller's memory is copied now: the message is taken at once.
+      this.outq.settleExternal();
       if (this.phase !== Phase.ESTABLISHED && this.fatal) return Promise.reject(this.fatal);
       if (this.outq.unsent >= this.sendQueueLimit) return this.waitDrained();
-    } else this.scheduleFlush();
+    } else {
+      this.outq.settleExternal();
+      this.scheduleFlush();
+    }
     return RESOLVED;
   }
 

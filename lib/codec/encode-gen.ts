@@ -7,6 +7,7 @@ import { Status } from "../status.ts";
 import { textForm, type WireArray, type WireCustom, type WireHandle, type WireInt, type WirePointer, type WireRec, type WireStruct, type WireType, type WireUnion } from "../types.ts";
 import { admitsNullish, admitsUndefined, fixedSize, freeNames } from "./analyze.ts";
 import { Gen, pathExpr, prop, type Scope } from "./gen.ts";
+import { EXTERNAL_MIN_BYTES } from "./io.ts";
 
 export class EncGen extends Gen {
   /** Encode the value held in local `x`. `reserved`: the caller already ensured fixedSize(w) bytes. */
@@ -277,7 +278,8 @@ export class EncGen extends Gen {
     const elemPlain = byteArr && !of.verify && !(of as WireInt).range;
     if (byteArr && elemPlain) {
       this.ensure(n);
-      if (cls === "Uint8Array") this.emit(`if (${n} <= 2048) buf.set(${x}, p); else $.copyBytes(${x}, buf, p); p += ${n};`);
+      // A large array may stay where it is: room is kept for it and the outgoing queue writes it from there.
+      if (cls === "Uint8Array") this.emit(`if (${n} <= 2048) buf.set(${x}, p); else if (${n} >= ${EXTERNAL_MIN_BYTES} && ctx.externalOk) ctx.external.push(${x}, p); else $.copyBytes(${x}, buf, p); p += ${n};`);
       // Int8Array → Uint8Array set() stores the values modulo 256, i.e. the same bytes; a loop wins only for a few
       else this.emit(`if (${n} <= 16) for (let j = 0; j < ${n}; j++) buf[p + j] = ${x}[j]; else $.copyBytes(${x}, buf, p); p += ${n};`);
       return;

@@ -90,6 +90,9 @@ export interface HandleCodec {
  * Per-message state for fds and handles. The connection keeps one and resets
  * it per message, so encoding allocates nothing for it.
  */
+/** Smallest byte array an encoder leaves in the caller's memory when {@link CodecContext.externalOk} is set. */
+export const EXTERNAL_MIN_BYTES = 64 * 1024;
+
 /** Smallest byte array decoded as a view when {@link CodecContext.viewBytes} is set (below it a copy is as cheap and pins nothing). */
 export const VIEW_MIN_BYTES = 1024;
 
@@ -102,6 +105,14 @@ export class CodecContext {
   /** Fds the decoder handed to the decoded value, in order (so a failed decode can close them). */
   fdsTaken: number[] = [];
   handles: HandleCodec | null = null;
+  /**
+   * Set by the outgoing queue when its transport can write from several
+   * buffers at once: a Uint8Array of at least {@link EXTERNAL_MIN_BYTES} is
+   * then not copied; the writer keeps room for it and `external` records
+   * (array, position) pairs, so the bytes can go from the caller's memory.
+   */
+  externalOk = false;
+  readonly external: (Uint8Array | number)[] = [];
   /**
    * Decoded-size budget of each decode with this context, in bytes of JS heap
    * (see `COST` in codec/runtime.ts): a decode that would build more fails

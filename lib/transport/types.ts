@@ -45,6 +45,13 @@ export interface Transport {
   /** Write `src[off, off+len)` with `nfds` fds (first byte). Bytes taken (≥ 0) or a negative errno (`AGAIN` when full). */
   write(src: Uint8Array, off: number, len: number, fds: Int32Array | null, nfds: number): number;
   /**
+   * Optional: write several pieces in one call — `segs` holds `nsegs`
+   * (array, offset, length) triples, in order — with `nfds` fds (first
+   * byte). Same result as {@link write}. A transport that has it lets large
+   * byte arrays go from the application's own memory (see OutboundQueue).
+   */
+  writev?(segs: (Uint8Array | number)[], nsegs: number, fds: Int32Array | null, nfds: number): number;
+  /**
    * Optional: a message of `bytes` is about to be written; a transport with a
    * kernel send buffer may grow it toward that (fewer writes and wakes per
    * large message). Advice only.

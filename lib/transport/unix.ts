@@ -15,6 +15,8 @@ import { WRITABLE, type Connector, type Transport, type TransportCaps } from "./
 
 const MSG_CTRUNC = 0x8;
 const UNIX_CAPS: TransportCaps = { fds: true, replyPoll: true };
+/** Most pieces one writev takes (the shim's LW_MAX_IOV). */
+export const MAX_WRITEV_SEGS = 64;
 /** The most SO_SNDBUF a connection asks for when large messages go out (see expectLargeWrites). */
 const SNDBUF_MAX = 4 * 1024 * 1024;
 
@@ -87,6 +89,29 @@ export class UnixTransport implements Transport {
       if (r !== -Errno.EINTR) return r;
     }
   }
+
+  writev(segs: (Uint8Array | number)[], nsegs: number, fds: Int32Array | null, nfds: number): number {
+    const iov = this.iov;
+    for (let i = 0; i < nsegs; i++) {
+      iov[2 * i] = ptr(segs[3 * i] as Uint8Array) + (segs[3 * i + 1] as number);
+      iov[2 * i + 1] = segs[3 * i + 2] as number;
+    }
+    let fp: Pointer | null = null;
+    if (nfds > 0 && fds !== null) {
+      if (fds !== this.fdsRef) {
+        this.fdsRef = fds;
+        this.fdsPtr = ptr(fds);
+      }
+      fp = this.fdsPtr;
+    }
+    for (;;) {
+      const r = native.lw_sendv(this.fd, this.iovPtr, nsegs, fp, nfds);
+      if (r !== -Errno.EINTR) return r;
+    }
+  }
+  /** (address, length) pairs for lw_sendv, as doubles; its own ArrayBuffer so its address is stable. */
+  private readonly iov = new Float64Array(new ArrayBuffer(2 * MAX_WRITEV_SEGS * 8));
+  private readonly iovPtr = ptr(this.iov);
 
   expectLargeWrites(bytes: number): void {
     // At most 4 MiB: past that a sender only queues more in the kernel ahead of a reader that cannot go faster.

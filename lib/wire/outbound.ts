@@ -8,7 +8,8 @@
  * messages those bytes start.
  * @module
  */
-import { ByteWriter, type CodecContext } from "../codec/io.ts";
+import { ByteWriter, EXTERNAL_MIN_BYTES, type CodecContext } from "../codec/io.ts";
+import { copyBytes } from "../codec/runtime.ts";
 import type { ProtocolEntry } from "../protocol.ts";
 import { LwMsgError, Status } from "../status.ts";
 import { FdOutQueue } from "../transport/fdqueue.ts";
@@ -16,12 +17,18 @@ import { AGAIN, type Transport } from "../transport/types.ts";
 import { MESSAGE_HEADER_SIZE, PacketFlags, writeMessageHeader } from "./packets.ts";
 
 const OUT_BUFFER_SIZE = 64 * 1024;
+/** Pieces per writev (the transport's limit is 64). */
+const MAX_SEGS = 64;
 
 export class OutboundQueue {
   /** The packets; bytes before {@link sendPos} are in the kernel already. */
   readonly out = new ByteWriter(OUT_BUFFER_SIZE);
   sendPos = 0;
   readonly fds = new FdOutQueue();
+  /** Byte arrays left in the caller's memory by the message being sent: (array, position in {@link out}) pairs. */
+  private readonly external: (Uint8Array | number)[] = [];
+  /** The transport can write several buffers at once (the precondition for {@link external}). */
+  writev = false;
 
   constructor(
     private readonly maxMessageSize: number,
@@ -63,10 +70,14 @@ export class OutboundQueue {
     const encode = entry?.encode;
     if (encode) {
       ctx.fdsOut.length = 0;
+      // Large byte arrays may stay in the caller's memory while the message is one packet (see flushTo).
+      ctx.externalOk = this.writev && packetSize - MESSAGE_HEADER_SIZE >= EXTERNAL_MIN_BYTES;
+      ctx.external.length = 0;
       try {
         encode(data, w, ctx);
         if (ctx.fdsOut.length > 0) this.fds.push(ctx.fdsOut, start);
       } catch (e) {
+        ctx.external.length = 0;
         w.pos = start;
         if (e instanceof LwMsgError && e.status === Status.OVERFLOW && e.message.includes(`exceeds the ${w.limit}-byte limit`)) {
           // The writer hit this message's room: the payload is over maxMessageSize.
@@ -76,14 +87,42 @@ export class OutboundQueue {
       }
       const payload = w.pos - start - MESSAGE_HEADER_SIZE;
       if (payload > max) {
+        ctx.external.length = 0;
         this.fds.dropFrom(start);
         w.pos = start;
         throw new LwMsgError(Status.OVERFLOW, `send ${entry!.name}: ${payload}-byte message exceeds maxMessageSize ${max}`);
       }
     }
     const total = w.pos - start;
+    const ext = ctx.external;
+    if (ext.length > 0) {
+      // Left in place only while the message is one packet; fragmenting moves bytes, so then they are copied now.
+      if (total <= packetSize) for (let i = 0; i < ext.length; i++) this.external.push(ext[i]!);
+      else for (let i = 0; i < ext.length; i += 2) copyBytes(ext[i] as Uint8Array, w.buf, ext[i + 1] as number);
+      ext.length = 0;
+    }
     if (total <= packetSize) writeMessageHeader(w.view, start, total, PacketFlags.SINGLE, flags, status, cookie, tag);
     else this.fragmentInPlace(start, total - MESSAGE_HEADER_SIZE, flags, status, cookie, tag, packetSize);
+  }
+
+  /**
+   * Byte arrays still in the caller's memory (see {@link enqueue}): copy the
+   * part the kernel has not taken into the room kept for it. Called before
+   * send() returns, so the caller may change or reuse its arrays at once.
+   */
+  settleExternal(): void {
+    const ext = this.external;
+    if (ext.length === 0) return;
+    const buf = this.out.buf;
+    for (let i = 0; i < ext.length; i += 2) {
+      const src = ext[i] as Uint8Array;
+      const pos = ext[i + 1] as number;
+      const from = this.sendPos - pos;
+      if (from >= src.length) continue; // all of it is in the kernel
+      if (from <= 0) copyBytes(src, buf, pos);
+      else copyBytes(src.subarray(from), buf, pos + from);
+    }
+    ext.length = 0;
   }
 
   /** Split the payload at [start+15, …) into packets, each with its own header (§3.3), moving each chunk once. */
@@ -119,7 +158,10 @@ export class OutboundQueue {
       const nfds = this.fds.size > 0 ? this.fds.batch(this.sendPos, w.pos) : 0;
       let len = (this.fds.size > 0 ? this.fds.batchEnd : w.pos) - this.sendPos;
       if (len > 0x7fff0000) len = 0x7fff0000;
-      const r = t.write(w.buf, this.sendPos, len, nfds > 0 ? this.fds.batchFds : null, nfds);
+      const r =
+        this.external.length > 0
+          ? this.writeAround(t, this.sendPos, this.sendPos + len, nfds > 0 ? this.fds.batchFds : null, nfds)
+          : t.write(w.buf, this.sendPos, len, nfds > 0 ? this.fds.batchFds : null, nfds);
       if (r >= 0) {
         if (nfds > 0) this.fds.sent(nfds);
         this.sendPos += r;
@@ -136,8 +178,46 @@ export class OutboundQueue {
     return sent;
   }
 
+  /** One writev of queue bytes [start, end), taking the ranges held by external arrays from those arrays. */
+  private writeAround(t: Transport, start: number, end: number, fds: Int32Array | null, nfds: number): number {
+    const segs = this.segs;
+    const ext = this.external;
+    const buf = this.out.buf;
+    let n = 0;
+    let cur = start;
+    for (let i = 0; i < ext.length && n < MAX_SEGS - 2; i += 2) {
+      const src = ext[i] as Uint8Array;
+      const pos = ext[i + 1] as number;
+      const e = pos + src.length;
+      if (e <= cur) continue;
+      if (pos >= end) break;
+      if (pos > cur) {
+        segs[3 * n] = buf;
+        segs[3 * n + 1] = cur;
+        segs[3 * n + 2] = pos - cur;
+        n++;
+        cur = pos;
+      }
+      const to = (e < end ? e : end) - pos;
+      segs[3 * n] = src;
+      segs[3 * n + 1] = cur - pos;
+      segs[3 * n + 2] = to - (cur - pos);
+      n++;
+      cur = pos + to;
+    }
+    if (cur < end && n < MAX_SEGS) {
+      segs[3 * n] = buf;
+      segs[3 * n + 1] = cur;
+      segs[3 * n + 2] = end - cur;
+      n++;
+    }
+    return t.writev!(segs, n, fds, nfds);
+  }
+  private readonly segs: (Uint8Array | number)[] = [];
+
   /** Drop everything queued (teardown); queued fds are closed. */
   clear(): void {
+    this.external.length = 0;
     this.fds.closeAll();
     this.sendPos = this.out.pos = 0;
   }
