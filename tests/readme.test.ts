@@ -23,6 +23,7 @@ blocks.forEach((code, i) => {
     if (code.includes("ConnectionMode.REMOTE")) expect(out).toBe("42\n");
     else if (code.includes("ConnectionMode.DIRECT")) expect(out).toBe("3 local\n");
     else if (code.includes("ADD_REQ")) expect(out).toContain("[ 11, 12, 13 ]");
+    if (code.includes("keepBytes")) expect(out).toBe("8388608 7\n8388608\n[ 1, 2, 3 ]\n");
     if (code.includes("WHOAMI_REQ")) {
       expect(out).toContain(`server saw euid ${process.geteuid!()}`);
       expect(out).toContain("refused: SECURITY");
