@@ -25,10 +25,9 @@ import { DrainWaiters, answer, settled, type Waiter } from "./waiters.ts";
 /** One shared settled promise: a queued send allocates nothing for its result. */
 const RESOLVED: Promise<void> = Promise.resolve();
 const IN_BUFFER_SIZE = 256 * 1024;
-/** A message this large asks the transport for a bigger kernel send buffer (Transport.expectLargeWrites). */
-const LARGE_WRITE = 256 * 1024;
-/** Flush without waiting for the end of the turn once this much is queued. */
+/** Flush without waiting for the end of the turn once this much is queued; 4× that asks for a bigger kernel send buffer. */
 const FLUSH_THRESHOLD = 64 * 1024;
+const LARGE_WRITE = 4 * FLUSH_THRESHOLD;
 
 export class Association<P extends Protocol<any> = Protocol<any>> extends Link implements FrameSink {
   readonly protocol: P;
@@ -127,8 +126,7 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
 
   /** @internal for tests: outgoing buffer capacity and unsent bytes, received fds held and their FIFO's length. */
   get _diag(): { outBuffer: number; unsent: number; heldFds: number; fdFifo: number } {
-    const fdIn = this.inbox.fdIn;
-    return { outBuffer: this.outq.out.buf.length, unsent: this.outq.unsent, heldFds: fdIn.held, fdFifo: fdIn.fds.length };
+    return { outBuffer: this.outq.out.buf.length, unsent: this.outq.unsent, heldFds: this.inbox.fdIn.held, fdFifo: this.inbox.fdIn.fds.length };
   }
 
   // ---------------------------------------------------------------- establish (used by the handshake)
@@ -192,14 +190,10 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
     const queued = this.outq.unsent;
     if (queued >= FLUSH_THRESHOLD || queued >= this.sendQueueLimit) {
       this.flush();
-      // What the kernel did not take of arrays left in the caller's memory is copied now: the message is taken at once.
-      this.outq.settleExternal();
+      this.outq.settleExternal(); // what the kernel did not take of the caller's arrays is copied: taken at once
       if (this.phase !== Phase.ESTABLISHED && this.fatal) return Promise.reject(this.fatal);
       if (this.outq.unsent >= this.sendQueueLimit) return this.waitDrained();
-    } else {
-      this.outq.settleExternal();
-      this.scheduleFlush();
-    }
+    } else this.scheduleFlush(); // (never with arrays left in the caller's memory: those are ≥ FLUSH_THRESHOLD)
     return RESOLVED;
   }
 
@@ -220,9 +214,7 @@ export class Association<P extends Protocol<any> = Protocol<any>> extends Link i
     const h = resolveOutgoing(this.protocol, message);
     const entry = h.entry;
     if (entry !== undefined && entry.hasFds && !this.transport!.caps.fds) this.refuseFds(entry);
-    const before = this.outq.unsent;
-    this.outq.enqueue(entry, h.tag, h.flags, h.status, h.cookie, message.data, this.encodeCtx, this.packetSize);
-    const size = this.outq.unsent - before;
+    const size = this.outq.enqueue(entry, h.tag, h.flags, h.status, h.cookie, message.data, this.encodeCtx, this.packetSize);
     if (size >= LARGE_WRITE) this.transport!.expectLargeWrites?.(size);
   }
 

@@ -42,10 +42,11 @@ export class OutboundQueue {
   }
 
   /**
-   * Encode one message (header + payload, fragmented to `packetSize`). On
-   * failure nothing of it stays queued (its fds are closed again).
+   * Encode one message (header + payload, fragmented to `packetSize`); returns
+   * its bytes on the wire. On failure nothing of it stays queued (its fds are
+   * closed again).
    */
-  enqueue(entry: ProtocolEntry | undefined, tag: number, flags: number, status: number, cookie: number, data: unknown, ctx: CodecContext, packetSize: number): void {
+  enqueue(entry: ProtocolEntry | undefined, tag: number, flags: number, status: number, cookie: number, data: unknown, ctx: CodecContext, packetSize: number): number {
     const w = this.out;
     // Compact: everything before sendPos is already in the kernel. Moving the
     // unsent tail keeps the buffer from growing with every large message sent
@@ -103,6 +104,7 @@ export class OutboundQueue {
     }
     if (total <= packetSize) writeMessageHeader(w.view, start, total, PacketFlags.SINGLE, flags, status, cookie, tag);
     else this.fragmentInPlace(start, total - MESSAGE_HEADER_SIZE, flags, status, cookie, tag, packetSize);
+    return w.pos - start;
   }
 
   /**
