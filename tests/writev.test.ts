@@ -1,7 +1,11 @@
 // The send side of large messages: byte arrays of 64 KiB or more leave from the caller's own memory in one
 // sendmsg with several pieces (lw_sendv), and what the kernel has not taken when send() returns is copied then.
 import { describe, expect, test } from "bun:test";
-import { Connection } from "../lib/connection.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Connection, ConnectionMode } from "../lib/connection.ts";
+import { Peer } from "../lib/peer.ts";
 import { Lw } from "../lib/lw.ts";
 import { Poller } from "../lib/native/poller.ts";
 import { fdLeakCheck } from "./helpers/fds.ts";
@@ -92,6 +96,51 @@ describe("large byte arrays go out from the caller's memory", () => {
     } finally {
       a.destroy();
       b.destroy();
+    }
+  });
+});
+
+describe("large messages through a Peer", () => {
+  const Blob = Lw.Struct({ size: Lw.UInt32(), data: Lw.Pointer(Lw.Array(Lw.UInt8(), { length: "size" }), { notNull: true }) });
+  const BP = Lw.Protocol({ PUT: [1, Blob], GOT: [2, Blob] });
+
+  test("a handler may keep a large request's bytes after its call (never recycled); a large reply under `using` is detached at the end of the block, kept with keepBytes()", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "lwlarge-"));
+    const kept: Uint8Array[] = [];
+    const server = new Peer(BP);
+    server.addDispatch({
+      PUT: (req, call) => {
+        kept.push(call.request!.data.data);
+        const back = pattern(req.size, 42);
+        return { tag: "GOT", data: { size: back.length, data: back } };
+      },
+    });
+    server.addListenEndpoint(ConnectionMode.LOCAL, join(dir, "s"));
+    await server.startListen();
+    const client = new Peer(BP);
+    client.addConnectEndpoint(ConnectionMode.LOCAL, join(dir, "s"));
+    try {
+      const s = await client.connect();
+      const sizes = [2 * 1024 * 1024, 2 * 1024 * 1024, 3 * 1024 * 1024 + 1];
+      let detached: Uint8Array | null = null;
+      let keptReply: Uint8Array | null = null;
+      for (const [i, n] of sizes.entries()) {
+        const out = pattern(n, i);
+        using r = await s.call({ tag: "PUT", data: { size: n, data: out } });
+        expect(Buffer.compare(r.data.data, pattern(n, 42))).toBe(0);
+        if (i === 0) detached = r.data.data;
+        if (i === 1) keptReply = r.keepBytes().data.data;
+      }
+      // the first reply's buffer went back at the end of its block (and may carry a later reply now): its view is empty
+      expect(detached!.length).toBe(0);
+      expect(Buffer.compare(keptReply!, pattern(sizes[1]!, 42))).toBe(0);
+      // every request the handler kept is intact, though its calls are long over
+      expect(kept.length).toBe(3);
+      for (const [i, n] of sizes.entries()) expect(Buffer.compare(kept[i]!, pattern(n, i))).toBe(0);
+    } finally {
+      await client.close();
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
