@@ -179,23 +179,88 @@ describe("views never point into shared buffers", () => {
     for (let i = 0; i < sizes.length; i++) expect(digest(kept[i]!)).toBe(digest(pattern(sizes[i]!, 100 + i)));
   });
 
-  test("a fragmented large message (8192-byte packets, as from an lwmsg C peer) still decodes as an exact view of its own buffer", async () => {
-    const [a, b] = await pairWith({ packetSize: 8192 }, {});
-    expect(b.packetSize).toBe(8192);
-    const sizes = [2 * MiB, 200 * KiB, 2 * MiB, 5 * MiB + 3];
-    const kept: Uint8Array[] = [];
-    for (let i = 0; i < sizes.length; i++) {
-      const n = sizes[i]!;
-      const recv = b.recv();
-      await a.send(blob(pattern(n, 200 + i)));
-      const arr = bytesOf(await recv);
-      expect(arr.length).toBe(n);
-      expect(isCopy(arr)).toBe(false); // a view, past the size field
-      expect(arr.byteOffset).toBe(4);
-      for (const k of kept) expect(k.buffer).not.toBe(arr.buffer);
-      kept.push(arr);
+  // 8192: an lwmsg C peer's default; 100 000 and 1 MiB + 15: fragments large enough to be read straight from the socket.
+  for (const packetSize of [8192, 100_000, MiB + 15]) {
+    test(`a fragmented large message (${packetSize}-byte packets) still decodes as an exact view of its own buffer`, async () => {
+      const [a, b] = await pairWith({ packetSize }, {});
+      expect(b.packetSize).toBe(packetSize);
+      const sizes = [2 * MiB, 200 * KiB, 2 * MiB, 5 * MiB + 3, 70 * KiB];
+      const kept: Uint8Array[] = [];
+      for (let i = 0; i < sizes.length; i++) {
+        const n = sizes[i]!;
+        const recv = b.recv();
+        await a.send(blob(pattern(n, 200 + i)));
+        const arr = bytesOf(await recv);
+        expect(arr.length).toBe(n);
+        if (blobPayload(n) > packetSize - 15) {
+          expect([n, isCopy(arr)]).toEqual([n, false]); // fragmented: a view, past the size field
+          expect(arr.byteOffset).toBe(4);
+        } else {
+          // One packet: a copy if it was whole in the receive ring, else a view of a payload-sized buffer.
+          expect(isCopy(arr) || (arr.buffer.byteLength === blobPayload(n) && arr.byteOffset === 4)).toBe(true);
+        }
+        for (const k of kept) expect(k.buffer).not.toBe(arr.buffer);
+        kept.push(arr);
+      }
+      for (let i = 0; i < sizes.length; i++) expect(digest(kept[i]!)).toBe(digest(pattern(sizes[i]!, 200 + i)));
+    });
+  }
+});
+
+describe("large packets arriving in pieces", () => {
+  /** One whole MESSAGE packet (FIRST|LAST) carrying `payload`. */
+  const packet = (tag: number, payload: Uint8Array) => {
+    const out = new Uint8Array(15 + payload.length);
+    out.set(messageHeader(out.length, 3, tag));
+    out.set(payload, 15);
+    return out;
+  };
+  const blobBytes = (data: Uint8Array) => {
+    const out = new Uint8Array(4 + data.length);
+    new DataView(out.buffer).setUint32(0, data.length);
+    out.set(data, 4);
+    return out;
+  };
+  const fooBytes = (a: number) => {
+    const out = new Uint8Array(4);
+    new DataView(out.buffer).setUint32(0, a);
+    return out;
+  };
+
+  test("headers split across reads, a small packet and the next large header in the same write as a large packet's tail: all exact, in order", async () => {
+    const { c, raw } = await rawAccepted({}, 0x7fffffff);
+    const big1 = pattern(3 * MiB + 5, 40);
+    const mid = pattern(300 * KiB, 41);
+    const big2 = pattern(2 * MiB, 42);
+    const parts = [packet(TAG_BLOB, blobBytes(big1)), packet(3, fooBytes(7)), packet(TAG_BLOB, blobBytes(mid)), packet(3, fooBytes(8)), packet(TAG_BLOB, blobBytes(big2)), packet(3, fooBytes(9))];
+    const stream = new Uint8Array(parts.reduce((n, b) => n + b.length, 0));
+    parts.reduce((at, b) => (stream.set(b, at), at + b.length), 0);
+    // Cut points: inside the first header, inside the size field, mid-payload, and around every packet boundary.
+    const b1 = 15 + 4 + big1.length;
+    const cuts = [3, 9, 17, 200_000, b1 - 1, b1 + 10, b1 + 19 + 7, b1 + 19 + 15 + 4 + mid.length + 19 + 2, stream.length - 19 - 100, stream.length];
+    const got: ReceivedMessage[] = [];
+    const reading = (async () => {
+      for (let i = 0; i < 6; i++) got.push(await c.recv());
+    })();
+    let at = 0;
+    for (const cut of cuts) {
+      await sendAll(raw.fd, stream.subarray(at, cut));
+      at = cut;
+      await Bun.sleep(2); // let the receiver read what is there: the next bytes come in a later read
     }
-    for (let i = 0; i < sizes.length; i++) expect(digest(kept[i]!)).toBe(digest(pattern(sizes[i]!, 200 + i)));
+    await reading;
+    expect(got.map((m) => m.name)).toEqual(["BLOB", "FOO", "BLOB", "FOO", "BLOB", "FOO"]);
+    expect(got.filter((m) => m.name === "FOO").map((m) => m.data.a)).toEqual([7, 8, 9]);
+    const blobs = [big1, mid, big2];
+    got.filter((m) => m.name === "BLOB").forEach((m, i) => {
+      const arr = bytesOf(m);
+      expect(digest(arr)).toBe(digest(blobs[i]!));
+      // Read straight from the socket into a payload-sized buffer of its own (it arrived in pieces); the
+      // 300 KiB one may instead have been whole in the receive ring, then it is a copy.
+      const exact = arr.buffer.byteLength === blobPayload(blobs[i]!.length) && arr.byteOffset === 4;
+      expect(exact || (i === 1 && isCopy(arr))).toBe(true);
+    });
+    for (const m of got) m.release();
   });
 });
 
