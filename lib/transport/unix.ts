@@ -114,7 +114,8 @@ export class UnixTransport implements Transport {
   private readonly iovPtr = ptr(this.iov);
 
   expectLargeWrites(bytes: number): void {
-    // At most 4 MiB: past that a sender only queues more in the kernel ahead of a reader that cannot go faster.
+    // At most 4 MiB asked (the kernel doubles it for its bookkeeping: ~8 MiB in flight); more only queues
+    // more in the kernel ahead of a reader that cannot go faster.
     const want = Math.min(bytes, SNDBUF_MAX);
     if (want <= this.sndbuf || this.fd < 0) return;
     const r = native.lw_grow_sndbuf(this.fd, want);
