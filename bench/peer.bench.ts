@@ -429,13 +429,13 @@ function peerComparisons(results: Record<string, (Sample | null)[]>): Comparison
     const p99Target = b.key === "json" ? { target: { op: "<=" as const, value: 1 } } : {};
     add(MANY, "calls/s", "peer64", `${b.key}64`, b.name, "rate", { ...rateTarget, headline: true, chart: true });
     // The same run's second half: both processes past their JIT warm-up (the whole-run figure includes a fresh server's).
-    add(MANY, "calls/s, steady (2nd half of the run)", "peer64", `${b.key}64`, b.name, "steady", { ...(b.key === "json" ? { target: { op: ">=" as const, value: 3 } } : {}) });
+    add(`${MANY}, steady state (2nd half of each run)`, "calls/s", "peer64", `${b.key}64`, b.name, "steady", { ...(b.key === "json" ? { target: { op: ">=" as const, value: 3 } } : {}) });
     add(MANY, "p50 µs", "peer64", `${b.key}64`, b.name, "p50");
     add(MANY, "p99 µs", "peer64", `${b.key}64`, b.name, "p99", { ...p99Target, headline: true });
   }
   out.push(
     compare(
-      { bench: "peer", case: `peer, ${INFLIGHT} calls in flight, cold process`, metric: "calls/s over its first 5,000 calls", higherIsBetter: true, baseline: "its own steady rate (calls 45k–60k)", target: { op: ">=", value: 0.8 }, headline: true },
+      { bench: "peer", case: `peer, ${INFLIGHT} calls in flight, a cold process's first 5,000 calls`, metric: "calls/s", higherIsBetter: true, baseline: "the same process's steady rate (calls 45k–60k)", target: { op: ">=", value: 0.8 }, headline: true },
       v("cold64", "first5k"),
       v("cold64", "steady"),
     ),
