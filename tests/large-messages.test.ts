@@ -578,3 +578,32 @@ describe("memory stays flat", () => {
     expect(after.mapped - after.pooled).toBeLessThanOrEqual(mapped0 + 32 * MiB);
   }, 60_000);
 });
+
+describe("a reused buffer never shows an earlier message past the new one's end", () => {
+  const tail = (v: Uint8Array) => new Uint8Array(v.buffer, v.byteOffset + v.length);
+  const allZero = (b: Uint8Array) => b.every((x) => x === 0);
+
+  test("fragments (8192): a message assembled in the buffer kept from a smaller one; one grown into a released buffer", async () => {
+    const [a, b] = await pairWith({ packetSize: 8192 });
+    // 60 KiB: copied out, its reassembly buffer kept; then 100 KiB assembled in that buffer and handed over
+    await a.send({ tag: "BLOB", data: { size: 60 * KiB, data: new Uint8Array(60 * KiB).fill(0xaa) } });
+    const small = await b.recv();
+    expect(small.data.data.buffer.byteLength).toBe(60 * KiB);
+    await a.send({ tag: "BLOB", data: { size: 100 * KiB, data: new Uint8Array(100 * KiB).fill(0x55) } });
+    const mid = await b.recv();
+    expect(mid.data.data.every((x: number) => x === 0x55)).toBe(true);
+    expect(tail(mid.data.data).length).toBeGreaterThan(0); // the kept buffer is larger than this message
+    expect(allZero(tail(mid.data.data))).toBe(true);
+    // A 4 MiB payload fills its buffer exactly (64 KiB doubled); released, that buffer goes back. The next message
+    // (2.5 MiB) grows into a buffer of the last large size, 4 MiB: that very one, the first's bytes past 2.5 MiB
+    const first = (await Promise.all([a.send({ tag: "BLOB", data: { size: 4 * MiB - 4, data: new Uint8Array(4 * MiB - 4).fill(0xaa) } }), b.recv()]))[1];
+    expect(first.data.data.buffer.byteLength).toBe(4 * MiB);
+    first.release();
+    await a.send({ tag: "BLOB", data: { size: 2.5 * MiB, data: new Uint8Array(2.5 * MiB).fill(0x33) } });
+    const big = await b.recv();
+    expect(big.data.data.buffer.byteLength).toBe(4 * MiB);
+    expect(big.data.data.every((x: number) => x === 0x33)).toBe(true);
+    expect(allZero(tail(big.data.data))).toBe(true);
+    expect([...new Uint8Array(big.data.data.buffer, 0, big.data.data.byteOffset)]).toEqual([0x00, 0x28, 0x00, 0x00]); // its own size field
+  });
+});

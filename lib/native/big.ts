@@ -31,6 +31,7 @@ const wrap = toArrayBuffer as unknown as (p: Pointer, off: number, len: number, 
  * (holding an earlier message's bytes) may serve.
  */
 export function bigBuffer(size: number, overwritten = false): ArrayBuffer {
+  lastReused = true;
   if (overwritten && recycled.length > 0) {
     for (let i = 0; i < recycled.length; i++) {
       const b = recycled[i]!;
@@ -43,9 +44,20 @@ export function bigBuffer(size: number, overwritten = false): ArrayBuffer {
   }
   if (size >= BIG_MIN && freeFn !== null) {
     const p = native.lw_big_alloc(size, overwritten ? 1 : 0) as Pointer | null;
-    if (p !== null) return wrap(p, 0, size, size, freeFn);
+    // (the shim cannot say whether a pooled mapping served; treat every "overwritten" request as possibly stale)
+    if (p !== null) {
+      lastReused = overwritten;
+      return wrap(p, 0, size, size, freeFn);
+    }
   }
+  lastReused = false;
   return new ArrayBuffer(size);
+}
+
+let lastReused = false;
+/** Whether the last {@link bigBuffer} may hold an earlier buffer's bytes (only ever with `overwritten`). */
+export function bigBufferMayBeStale(): boolean {
+  return lastReused;
 }
 
 const pooledOut = new Float64Array(1);

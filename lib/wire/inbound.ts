@@ -11,7 +11,7 @@
  * decoder can return views into it instead of copies.
  * @module
  */
-import { bigBuffer } from "../native/big.ts";
+import { bigBuffer, bigBufferMayBeStale } from "../native/big.ts";
 import { LwMsgError, Status } from "../status.ts";
 import { BASE_HEADER_SIZE, MESSAGE_HEADER_SIZE, PacketFlags, PacketType, SHUTDOWN_SIZE, shutdownError } from "./packets.ts";
 
@@ -45,6 +45,8 @@ interface Fragmented {
   tag: number;
   buf: Uint8Array;
   len: number;
+  /** `buf` may hold bytes of an earlier message beyond `len`. */
+  stale: boolean;
 }
 
 export class InboundFramer {
@@ -178,17 +180,21 @@ export class InboundFramer {
           // One packet: its own buffer of exactly its size. Fragments: the kept buffer, or one of the size of the last large message.
           // (a single packet's buffer is overwritten whole before it is handed over: a pooled one may serve)
           const rb = (pf & PacketFlags.LAST) !== 0 ? new Uint8Array(bigBuffer(n, true)) : (this.reassembly ?? new Uint8Array(new ArrayBuffer(Math.min(this.maxMessageSize, Math.max(REASSEMBLY_START, n)))));
+          // A kept or pooled buffer holds an earlier message's bytes past what this one fills (see deliver).
+          const stale = this.reassembly !== null || ((pf & PacketFlags.LAST) !== 0 && bigBufferMayBeStale());
           this.reassembly = null;
-          this.frag = { flags: buf[p + 6]!, status: v.getUint32(p + 7), cookie: v.getUint16(p + 11), tag: v.getInt16(p + 13), buf: rb, len: 0 };
+          this.frag = { flags: buf[p + 6]!, status: v.getUint32(p + 7), cookie: v.getUint16(p + 11), tag: v.getInt16(p + 13), buf: rb, len: 0, stale };
         } else if (this.frag === null) return this.malformed(sink, "a continuation fragment arrived without a FIRST fragment");
         const f = this.frag;
         if (f.len + n > this.maxMessageSize) return this.overflow(sink, p + len);
         if (f.len + n > f.buf.length) {
           // Past its first size, a message grows straight to the size of the last large one (a stream of large
           // messages then costs one buffer each, not a doubling series of copies).
-          const nb = new Uint8Array(bigBuffer(Math.min(this.maxMessageSize, Math.max(f.buf.length * 2, f.len + n, this.sizeHint))));
+          // (a pooled buffer may serve: deliver() zeroes what the message did not fill before anyone sees it)
+          const nb = new Uint8Array(bigBuffer(Math.min(this.maxMessageSize, Math.max(f.buf.length * 2, f.len + n, this.sizeHint)), true));
           nb.set(f.buf.subarray(0, f.len));
           f.buf = nb;
+          f.stale = bigBufferMayBeStale();
         }
         if (!whole) {
           // The rest of this packet goes straight from the socket into the message's buffer (makeRoom/wrote).
@@ -230,6 +236,8 @@ export class InboundFramer {
     const f = this.frag!;
     this.frag = null;
     const owned = f.len >= OWNED_MIN;
+    // Past the message, a kept or pooled buffer still holds an earlier one's bytes: its .buffer must not show them.
+    if (owned && f.stale && f.buf.length > f.len) f.buf.fill(0, f.len);
     if (owned) this.sizeHint = Math.max(REASSEMBLY_START, f.len);
     else if (f.buf.length <= 4 * REASSEMBLY_START) this.reassembly = f.buf;
     sink.message(f.flags, f.status, f.cookie, f.tag, f.buf, 0, f.len, owned);
