@@ -281,7 +281,7 @@ async function netStream(n: number, warm: number): Promise<{ rate: number }> {
  * `ack`: the receiver answers each BLOB with EMPTY and the sender waits for it
  * (the fallback when the plain `await send()` loop fails).
  */
-async function oursBlob(lib: Lib, size: number, count: number, ack: boolean, release = true): Promise<{ rate: number; ack: boolean }> {
+async function oursBlob(lib: Lib, size: number, count: number, ack: boolean, release = true, packetSize?: number): Promise<{ rate: number; ack: boolean }> {
   // The BLOB's byte array is 4 bytes short of 16 MiB so the whole payload ({size, data}) is exactly the default maxMessageSize.
   const cmd = (path: string) => [BUN, PEER, "lw-send", path, "blob", String(count + 1), String(size - 4), ack ? "ack" : "noack"];
   return againstChild(lib, "ours blob", 60_000, cmd, async (c) => {
@@ -302,7 +302,7 @@ async function oursBlob(lib: Lib, size: number, count: number, ack: boolean, rel
     }
     const t1 = Bun.nanoseconds();
     return { rate: bytes / 1e6 / ((t1 - t0) / 1e9), ack };
-  });
+  }, packetSize ? { listen: { packetSize } } : {});
 }
 
 /** (c) ours: one fd per FD message; receiver disposes every message (closes the fd). */
@@ -473,7 +473,7 @@ export async function runConnectionBench(opts: ConnectionBenchOptions = {}): Pro
     }
     // (b) 16 MiB blobs
     if (want("b")) {
-      const b = { ours: [] as any[], kept: [] as any[], c: [] as any[], plainLoopError: null as string | null };
+      const b = { ours: [] as any[], kept: [] as any[], small: [] as any[], c: [] as any[], plainLoopError: null as string | null };
       let ack = false;
       for (let r = 0; r < s.runs; r++) {
         b.c.push(await attempt("C blob", () => runJson([cbin, "blob", String(s.blobSize), String(s.blobCountC)], { timeoutMs: 60_000 })));
@@ -490,7 +490,9 @@ export async function runConnectionBench(opts: ConnectionBenchOptions = {}): Pro
         }
         if (lib && ack) b.ours.push(await attempt("ours blob (ack)", () => oursBlob(lib, s.blobSize, s.blobCount, true)));
         if (lib) b.kept.push(await attempt("ours blob (kept)", () => oursBlob(lib, s.blobSize, s.blobCount, ack, false)));
-        log(`  blob run ${r + 1}/${s.runs}: ours ${fmtNum(b.ours.at(-1)?.rate)} (kept: ${fmtNum(b.kept.at(-1)?.rate)}) | C ${fmtNum(b.c.at(-1)?.rate)} MB/s`);
+        // As an lwmsg C peer would have it: the receiver proposes 8192, so 2,048 fragments per message.
+        if (lib) b.small.push(await attempt("ours blob (8 KiB packets)", () => oursBlob(lib, s.blobSize, s.blobCount, ack, true, 8192)));
+        log(`  blob run ${r + 1}/${s.runs}: ours ${fmtNum(b.ours.at(-1)?.rate)} (kept: ${fmtNum(b.kept.at(-1)?.rate)}, 8 KiB packets: ${fmtNum(b.small.at(-1)?.rate)}) | C ${fmtNum(b.c.at(-1)?.rate)} MB/s`);
       }
       results.blob = b;
     }
@@ -564,6 +566,7 @@ export async function runConnectionBench(opts: ConnectionBenchOptions = {}): Pro
     summary.blob = { ours, c };
     ratioRow(results.blob.plainLoopError ? "(b) 16 MiB msgs (acked*)" : "(b) 16 MiB messages", ours, c, "MB/s", "C read/write", 0.5, "≥ 0.5×");
     if (results.blob.kept?.length) ratioRow("(b) same, messages kept (no release)", rate(results.blob.kept), c, "MB/s", "C read/write", null, "—");
+    if (results.blob.small?.length) ratioRow("(b) same, in 8 KiB packets (C peer)", rate(results.blob.small), c, "MB/s", "C read/write", null, "—");
   }
   if (results.fd) {
     const ours = rate(results.fd.ours);

@@ -62,6 +62,7 @@ export function connectionComparisons(res: ConnectionBenchResult): Comparison[] 
     const k = raw.blob.plainLoopError ? "connection (b) 16 MiB messages (acked)" : "connection (b) 16 MiB messages";
     tp(`${k}, received with \`using\``, "MB/s", raw.blob.ours, raw.blob.c, "C read/write", { target: { op: ">=", value: 0.5 }, headline: true });
     if (raw.blob.kept?.length) tp(`${k}, kept (freed by the GC)`, "MB/s", raw.blob.kept, raw.blob.c, "C read/write", {});
+    if (raw.blob.small?.length) tp(`${k}, in 8 KiB packets (as to an lwmsg C peer)`, "MB/s", raw.blob.small, raw.blob.c, "C read/write", {});
   }
   if (raw.fd) tp("connection (c) fd passing, 1 fd per message", "fds/s", raw.fd.ours, raw.fd.c, "C sendmsg loop", { target: { op: ">=", value: 1 }, headline: true });
   for (const pass of ["pinned", "unpinned"] as const) {
