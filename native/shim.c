@@ -733,7 +733,7 @@ int lw_madvise(void *addr, double len, int advice) { return madvise(addr, (size_
  * (`reuse` = 1: a packet read straight from the socket); others get fresh
  * zero pages. `lw_big_mapped` counts mapped bytes, pool included (tests). */
 #define LW_HUGE ((size_t)2 << 20)
-#define LW_BIG_POOL_SLOTS 8
+#define LW_BIG_POOL_SLOTS 16
 #define LW_BIG_POOL_BYTES ((size_t)64 << 20)
 static pthread_mutex_t lw_big_mu = PTHREAD_MUTEX_INITIALIZER;
 static double lw_big_bytes = 0;
@@ -741,7 +741,16 @@ static void *lw_big_pool[LW_BIG_POOL_SLOTS];
 static size_t lw_big_pool_len[LW_BIG_POOL_SLOTS];
 static size_t lw_big_pooled = 0;
 
-static size_t lw_big_len(double size) { return ((size_t)size + LW_HUGE - 1) & ~(LW_HUGE - 1); }
+/* Mapping size for a buffer of `size` bytes: from 1 MiB up, whole 2 MiB huge
+ * pages; below, a power of two from 64 KiB (so buffers of nearby sizes share
+ * a pool class, and no 2 MiB page backs a small message). */
+static size_t lw_big_len(double size) {
+  size_t s = (size_t)size;
+  if (s >= LW_HUGE / 2) return (s + LW_HUGE - 1) & ~(LW_HUGE - 1);
+  size_t c = (size_t)64 << 10;
+  while (c < s) c <<= 1;
+  return c;
+}
 
 void *lw_big_alloc(double size, int reuse) {
   if (!(size > 0)) return NULL;
@@ -760,14 +769,20 @@ void *lw_big_alloc(double size, int reuse) {
     pthread_mutex_unlock(&lw_big_mu);
     if (hit != NULL) return hit;
   }
-  char *p = mmap(NULL, len + LW_HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) return NULL;
-  char *a = (char *)(((uintptr_t)p + LW_HUGE - 1) & ~(uintptr_t)(LW_HUGE - 1));
-  if (a > p) munmap(p, (size_t)(a - p));
-  if (a + len < p + len + LW_HUGE) munmap(a + len, (size_t)((p + len + LW_HUGE) - (a + len)));
+  char *a;
+  if (len < LW_HUGE) {
+    a = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (a == MAP_FAILED) return NULL;
+  } else {
+    char *p = mmap(NULL, len + LW_HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    a = (char *)(((uintptr_t)p + LW_HUGE - 1) & ~(uintptr_t)(LW_HUGE - 1));
+    if (a > p) munmap(p, (size_t)(a - p));
+    if (a + len < p + len + LW_HUGE) munmap(a + len, (size_t)((p + len + LW_HUGE) - (a + len)));
 #ifdef MADV_HUGEPAGE
-  madvise(a, len, MADV_HUGEPAGE); /* advice only: without THP the pages are 4 KiB as usual */
+    madvise(a, len, MADV_HUGEPAGE); /* advice only: without THP the pages are 4 KiB as usual */
 #endif
+  }
   pthread_mutex_lock(&lw_big_mu);
   lw_big_bytes += (double)len;
   pthread_mutex_unlock(&lw_big_mu);

@@ -121,6 +121,7 @@ export class Inbox {
     ctx.maxDecodedBytes = cap;
     // A large message arrives in a buffer of its own: its byte arrays become views into it, not copies.
     ctx.viewBytes = owned;
+    ctx.views = 0;
     const handles = entry.hasHandles ? ctx.handles : null;
     handles?.beginDecode?.();
     const r = this.reader;
@@ -155,7 +156,8 @@ export class Inbox {
     }
     fdIn.compact();
     const m = new ReceivedMessage(tag, entry.name, data, flags, status, cookie, fds);
-    if (owned && end - start >= BIG_MIN) m.ownBuffer = bytes.buffer as ArrayBuffer;
+    // Kept for release() only if the value views it; otherwise the buffer is garbage now (the GC pools it).
+    if (ctx.views > 0 && end - start >= BIG_MIN) m.ownBuffer = bytes.buffer as ArrayBuffer;
     if (request) {
       m.decodedBytes = ctx.decodedBytes;
       adm.hold(m.decodedBytes);

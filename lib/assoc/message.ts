@@ -67,8 +67,8 @@ const dispose: typeof Symbol.dispose = (Symbol as { dispose?: typeof Symbol.disp
 
 /**
  * A received message. If it carried fds it owns them until the program takes
- * them ({@link takeFd}/{@link takeFds}). A large message (≥ 1 MiB) arrives in
- * a buffer of its own, and its byte arrays are views into it.
+ * them ({@link takeFd}/{@link takeFds}). A large message (≥ 64 KiB) may arrive
+ * in a buffer of its own, and its byte arrays are then views into it.
  *
  * `using m = await c.recv()` {@link release}s it at the end of the scope: the
  * fds not taken are closed, and a large message's buffer goes back for the

@@ -264,8 +264,8 @@ export class DecGen extends Gen {
       const signed = (of as WireInt).signed;
       // Views only into a buffer the message owns (ctx.viewBytes); anything else is copied out.
       const view = `ctx.viewBytes && ${n} >= ${VIEW_MIN_BYTES}`;
-      if (signed) this.emit(`${t} = ${view} ? new Int8Array(buf.buffer, buf.byteOffset + p, ${n}) : new Int8Array(buf.slice(p, p + ${n}).buffer);`);
-      else this.emit(`${t} = ${view} ? buf.subarray(p, p + ${n}) : buf.slice(p, p + ${n});`);
+      if (signed) this.emit(`if (${view}) { ${t} = new Int8Array(buf.buffer, buf.byteOffset + p, ${n}); ctx.views++; } else ${t} = new Int8Array(buf.slice(p, p + ${n}).buffer);`);
+      else this.emit(`if (${view}) { ${t} = buf.subarray(p, p + ${n}); ctx.views++; } else ${t} = buf.slice(p, p + ${n});`);
       if (reg) this.emit(this.regCode(reg, t));
       if (of.verify || (of as WireInt).range) {
         const i = this.v("i");

@@ -127,6 +127,8 @@ export class CodecContext {
    * caller-owned bytes.
    */
   viewBytes = false;
+  /** Views made under {@link viewBytes} (the caller resets it): none means the bytes are garbage after the decode. */
+  views = 0;
   /** What the last successful decode with this context charged against its budget (its decoded size, in the same units). */
   decodedBytes = 0;
   constructor(handles: HandleCodec | null = null) {

@@ -1,23 +1,23 @@
 /**
- * Buffers for large messages: a received message of 1 MiB or more is read
- * into one of these, and the decoder hands out views into it; the outgoing
- * queue grows into them too.
+ * Buffers for large messages: a received message of 64 KiB or more that
+ * does not arrive whole in the ring is read into one of these, and the
+ * decoder hands out views into it; the outgoing queue grows into them too.
  *
  * Why not `new ArrayBuffer(n)`: a fresh buffer's pages are faulted in one
  * 4 KiB page at a time on first touch, which on a VM costs 10+ µs a page —
  * 40–60 ms for 16 MiB on the project machine, ten times the cost of reading
- * the message. The shim maps these 2 MiB-aligned and advised for transparent
- * huge pages (faulted in 2 MiB at a time: ≈ 1.4 ms for 16 MiB there), and
- * keeps a few collected ones, pages and all, for the next buffer of the same
- * size. They are ordinary ArrayBuffers to JS; JSC calls the shim's
+ * the message. The shim maps these itself — from 1 MiB 2 MiB-aligned and
+ * advised for transparent huge pages (faulted in 2 MiB at a time: ≈ 1.4 ms
+ * for 16 MiB there), below in power-of-two classes from 64 KiB — and keeps a
+ * few collected ones, pages and all, for the next buffer of the same class. They are ordinary ArrayBuffers to JS; JSC calls the shim's
  * `lw_big_free` when one is collected.
  * @module
  */
 import { toArrayBuffer, type Pointer } from "bun:ffi";
 import { native } from "./ffi.ts";
 
-/** Below this a plain ArrayBuffer is as cheap (few pages) and rounds up to nothing. */
-export const BIG_MIN = 1024 * 1024;
+/** From this size on, buffers come from the shim's mappings (below it a plain ArrayBuffer: a few pages). */
+export const BIG_MIN = 64 * 1024;
 
 const freeFn = native.lw_big_free_fn() as Pointer | null;
 // toArrayBuffer(ptr, offset, length, deallocatorContext, deallocator): bun:ffi's form for memory JSC frees, missing from its typings.
