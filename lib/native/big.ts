@@ -43,6 +43,7 @@ export function bigBuffer(size: number, overwritten = false): ArrayBuffer {
     }
   }
   if (size >= BIG_MIN && freeFn !== null) {
+    external(size);
     const p = native.lw_big_alloc(size, overwritten ? 1 : 0) as Pointer | null;
     // (the shim cannot say whether a pooled mapping served; treat every "overwritten" request as possibly stale)
     if (p !== null) {
@@ -87,4 +88,22 @@ export function recycleBuffer(buf: ArrayBuffer): void {
   recycled.push(moved);
   recycledBytes += moved.byteLength;
   while (recycled.length > RECYCLE_MAX_COUNT || recycledBytes > RECYCLE_MAX_BYTES) recycledBytes -= recycled.shift()!.byteLength;
+}
+
+/**
+ * JSC does not count these buffers as memory it must reclaim, so on its own
+ * it collects them late (a stream of 16 MiB messages dropped without
+ * `using` would map hundreds of MiB and keep paging fresh memory in). After
+ * every {@link GC_HINT_BYTES} of them, ask for a collection: `Bun.gc(false)`
+ * only requests one (≈ µs), and what it frees goes back to the pool.
+ * Measured (bench (b), messages kept): 1.3–4.3 GB/s and RSS up to 375 MiB
+ * without the hint, 4.0–4.4 GB/s and ≤ 231 MiB with it.
+ */
+const GC_HINT_BYTES = 64 * 1024 * 1024;
+let sinceHint = 0;
+function external(size: number): void {
+  sinceHint += size;
+  if (sinceHint < GC_HINT_BYTES) return;
+  sinceHint = 0;
+  Bun.gc(false);
 }
