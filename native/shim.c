@@ -290,55 +290,16 @@ int lw_grow_sndbuf(int fd, int bytes) {
   return cur;
 }
 
-int lw_send(int fd, const uint8_t *buf, int len, const int32_t *fds, int nfds) {
+/* sendmsg of `niov` pieces with `nfds` fds riding on the first byte (SCM_RIGHTS), never blocking, EINTR retried. */
+static int lw_sendmsg_fds(int fd, struct iovec *iov, int niov, const int32_t *fds, int nfds) {
   struct msghdr msg;
-  struct iovec iov = {(void *)buf, (size_t)len};
   union {
     char buf[CMSG_SPACE(sizeof(int) * LW_MAX_FDS)];
     struct cmsghdr align;
   } ctl;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
   if (nfds > LW_MAX_FDS) return -EINVAL;
-  if (nfds > 0) {
-    memset(&ctl, 0, sizeof ctl);
-    msg.msg_control = ctl.buf;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-    memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-  }
-  ssize_t n;
-  do {
-    n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
-  return n < 0 ? -errno : (int)n;
-}
-
-/* sendmsg of several pieces in one call: `iov` holds `niov` (address, length)
- * pairs as doubles (exact for addresses below 2^53), the fds ride with the
- * first byte as in lw_send. A large message goes out as [its header and the
- * encoded bytes before a big byte array] [the application's own array]
- * [the rest], never copied into the queue while the kernel takes it.
- * Returns bytes taken or -errno. */
-#define LW_MAX_IOV 64
-int lw_sendv(int fd, const double *iov, int niov, const int32_t *fds, int nfds) {
-  struct msghdr msg;
-  struct iovec v[LW_MAX_IOV];
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * LW_MAX_FDS)];
-    struct cmsghdr align;
-  } ctl;
-  if (niov < 1 || niov > LW_MAX_IOV || nfds > LW_MAX_FDS) return -EINVAL;
-  for (int i = 0; i < niov; i++) {
-    v[i].iov_base = (void *)(uintptr_t)iov[2 * i];
-    v[i].iov_len = (size_t)iov[2 * i + 1];
-  }
   memset(&msg, 0, sizeof msg);
-  msg.msg_iov = v;
+  msg.msg_iov = iov;
   msg.msg_iovlen = (size_t)niov;
   if (nfds > 0) {
     memset(&ctl, 0, sizeof ctl);
@@ -356,6 +317,28 @@ int lw_sendv(int fd, const double *iov, int niov, const int32_t *fds, int nfds) 
   } while (n < 0 && errno == EINTR);
   if (n > 0x7fffffff) n = 0x7fffffff; /* callers never pass more (the queue caps each write) */
   return n < 0 ? -errno : (int)n;
+}
+
+int lw_send(int fd, const uint8_t *buf, int len, const int32_t *fds, int nfds) {
+  struct iovec iov = {(void *)buf, (size_t)len};
+  return lw_sendmsg_fds(fd, &iov, 1, fds, nfds);
+}
+
+/* sendmsg of several pieces in one call: `iov` holds `niov` (address, length)
+ * pairs as doubles (exact for addresses below 2^53), the fds ride with the
+ * first byte as in lw_send. A large message goes out as [its header and the
+ * encoded bytes before a big byte array] [the application's own array]
+ * [the rest], never copied into the queue while the kernel takes it.
+ * Returns bytes taken or -errno. */
+#define LW_MAX_IOV 64
+int lw_sendv(int fd, const double *iov, int niov, const int32_t *fds, int nfds) {
+  struct iovec v[LW_MAX_IOV];
+  if (niov < 1 || niov > LW_MAX_IOV) return -EINVAL;
+  for (int i = 0; i < niov; i++) {
+    v[i].iov_base = (void *)(uintptr_t)iov[2 * i];
+    v[i].iov_len = (size_t)iov[2 * i + 1];
+  }
+  return lw_sendmsg_fds(fd, v, niov, fds, nfds);
 }
 
 /* Receive up to `len` bytes and every SCM_RIGHTS fd that came with them.

@@ -76,14 +76,7 @@ export class UnixTransport implements Transport {
       this.outRef = src;
       this.outPtr = ptr(src);
     }
-    let fp: Pointer | null = null;
-    if (nfds > 0 && fds !== null) {
-      if (fds !== this.fdsRef) {
-        this.fdsRef = fds;
-        this.fdsPtr = ptr(fds);
-      }
-      fp = this.fdsPtr;
-    }
+    const fp = this.fdsPointer(fds, nfds);
     for (;;) {
       const r = native.lw_send(this.fd, (this.outPtr + off) as Pointer, len, fp, nfds);
       if (r !== -Errno.EINTR) return r;
@@ -96,18 +89,21 @@ export class UnixTransport implements Transport {
       iov[2 * i] = ptr(segs[3 * i] as Uint8Array) + (segs[3 * i + 1] as number);
       iov[2 * i + 1] = segs[3 * i + 2] as number;
     }
-    let fp: Pointer | null = null;
-    if (nfds > 0 && fds !== null) {
-      if (fds !== this.fdsRef) {
-        this.fdsRef = fds;
-        this.fdsPtr = ptr(fds);
-      }
-      fp = this.fdsPtr;
-    }
+    const fp = this.fdsPointer(fds, nfds);
     for (;;) {
       const r = native.lw_sendv(this.fd, this.iovPtr, nsegs, fp, nfds);
       if (r !== -Errno.EINTR) return r;
     }
+  }
+
+  /** The address of the fds to send (null when none), cached while the caller reuses its array. */
+  private fdsPointer(fds: Int32Array | null, nfds: number): Pointer | null {
+    if (nfds <= 0 || fds === null) return null;
+    if (fds !== this.fdsRef) {
+      this.fdsRef = fds;
+      this.fdsPtr = ptr(fds);
+    }
+    return this.fdsPtr;
   }
   /** (address, length) pairs for lw_sendv, as doubles; its own ArrayBuffer so its address is stable. */
   private readonly iov = new Float64Array(new ArrayBuffer(2 * MAX_WRITEV_SEGS * 8));
