@@ -82,6 +82,29 @@ describe("large byte arrays go out from the caller's memory", () => {
     }
   });
 
+  test("more large arrays in one message than one sendmsg takes pieces (80 × 64 KiB, with gaps): every byte as it was at send()", async () => {
+    const Chunk = Lw.Struct({ tag: Lw.UInt32(), n: Lw.UInt32(), bytes: Lw.Pointer(Lw.Array(Lw.UInt8(), { length: "n" }), { notNull: true }) });
+    const Many = Lw.Protocol({ MANY: [1, Lw.Struct({ count: Lw.UInt32(), chunks: Lw.Pointer(Lw.Array(Chunk, { length: "count" }), { notNull: true }) })] });
+    const [a, b] = await Connection.pair(Many);
+    try {
+      for (const round of [0, 1]) {
+        const chunks = Array.from({ length: 80 }, (_, i) => ({ tag: i, n: 64 * 1024 + i, bytes: pattern(64 * 1024 + i, i + 1000 * round) }));
+        const want = chunks.map((c) => c.bytes.slice());
+        const sent = a.send({ tag: "MANY", data: { count: chunks.length, chunks } });
+        for (const c of chunks) c.bytes.fill(0x77);
+        const [m] = await Promise.all([b.recv(), sent]);
+        expect(m.data.chunks.length).toBe(80);
+        for (const [i, c] of (m.data.chunks as { tag: number; bytes: Uint8Array }[]).entries()) {
+          expect(c.tag).toBe(i);
+          expect(Buffer.compare(c.bytes, want[i]!)).toBe(0);
+        }
+      }
+    } finally {
+      a.destroy();
+      b.destroy();
+    }
+  });
+
   test("with small packets (an lwmsg C peer's 8192) the arrays are copied and fragmented as before", async () => {
     const [a, b] = await Connection.pair(P, { packetSize: 8192 });
     try {

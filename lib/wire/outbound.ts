@@ -180,19 +180,23 @@ export class OutboundQueue {
     return sent;
   }
 
-  /** One writev of queue bytes [start, end), taking the ranges held by external arrays from those arrays. */
+  /**
+   * One writev of queue bytes [start, end), taking the ranges held by external arrays from those arrays. With
+   * more arrays than pieces fit, it stops before the room of the first array left out (the next call goes on).
+   */
   private writeAround(t: Transport, start: number, end: number, fds: Int32Array | null, nfds: number): number {
     const segs = this.segs;
     const ext = this.external;
     const buf = this.out.buf;
     let n = 0;
     let cur = start;
-    for (let i = 0; i < ext.length && n < MAX_SEGS - 2; i += 2) {
+    let i = 0;
+    for (; i < ext.length; i += 2) {
       const src = ext[i] as Uint8Array;
       const pos = ext[i + 1] as number;
       const e = pos + src.length;
       if (e <= cur) continue;
-      if (pos >= end) break;
+      if (pos >= end || n > MAX_SEGS - 2) break; // (room for a gap piece and this array)
       if (pos > cur) {
         segs[3 * n] = buf;
         segs[3 * n + 1] = cur;
@@ -207,10 +211,13 @@ export class OutboundQueue {
       n++;
       cur = pos + to;
     }
-    if (cur < end && n < MAX_SEGS) {
+    // The queue's own bytes after the last piece, up to the room of an array not written this time.
+    let tail = end;
+    if (i < ext.length && (ext[i + 1] as number) < tail) tail = ext[i + 1] as number;
+    if (cur < tail && n < MAX_SEGS) {
       segs[3 * n] = buf;
       segs[3 * n + 1] = cur;
-      segs[3 * n + 2] = end - cur;
+      segs[3 * n + 2] = tail - cur;
       n++;
     }
     return t.writev!(segs, n, fds, nfds);
