@@ -177,11 +177,12 @@ export class InboundFramer {
             continue;
           }
           if (n > this.maxMessageSize) return this.overflow(sink, p + len);
-          // One packet: its own buffer of exactly its size. Fragments: the kept buffer, or one of the size of the last large message.
-          // (a single packet's buffer is overwritten whole before it is handed over: a pooled one may serve)
-          const rb = (pf & PacketFlags.LAST) !== 0 ? new Uint8Array(bigBuffer(n, true)) : (this.reassembly ?? new Uint8Array(new ArrayBuffer(Math.min(this.maxMessageSize, Math.max(REASSEMBLY_START, n)))));
-          // A kept or pooled buffer holds an earlier message's bytes past what this one fills (see deliver).
-          const stale = this.reassembly !== null || ((pf & PacketFlags.LAST) !== 0 && bigBufferMayBeStale());
+          // One packet: its own buffer of exactly its size (overwritten whole before it is handed over). Fragments:
+          // the buffer kept from the last small fragmented message, or a new one. A kept or pooled buffer holds an
+          // earlier message's bytes past what this one fills: `stale` (see deliver).
+          const kept = this.reassembly;
+          const rb = (pf & PacketFlags.LAST) !== 0 ? new Uint8Array(bigBuffer(n, true)) : (kept ?? new Uint8Array(bigBuffer(Math.min(this.maxMessageSize, Math.max(REASSEMBLY_START, n)), true)));
+          const stale = kept !== null || bigBufferMayBeStale();
           this.reassembly = null;
           this.frag = { flags: buf[p + 6]!, status: v.getUint32(p + 7), cookie: v.getUint16(p + 11), tag: v.getInt16(p + 13), buf: rb, len: 0, stale };
         } else if (this.frag === null) return this.malformed(sink, "a continuation fragment arrived without a FIRST fragment");
