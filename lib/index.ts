@@ -38,6 +38,7 @@ export type { ListenFd, ListenFdsOptions, SocketFamily } from "./transport/syste
 export { createSealedMemfd, sealedMemfdFrom, checkSealedMemfd, mapSealedMemfd, memfdSeals, unmapNow, Seal, REQUIRED_SEALS } from "./transport/shm.ts";
 export type { MemfdOptions } from "./transport/shm.ts";
 export { dupFd } from "./native/socket.ts";
+export { trimBigBuffers, bigBytesMapped } from "./native/big.ts";
 export { Archive, ArchivedMessage, ArchiveDisposition, ByteOrder } from "./archive/index.ts";
 export type { ArchiveOptions, ArchiveMessageOut, ArchiveHeader, ArchiveRecord } from "./archive/index.ts";
 export {

@@ -794,6 +794,27 @@ static void lw_big_free(void *bytes, void *ctx) {
 
 void *lw_big_free_fn(void) { return (void *)lw_big_free; }
 
+/* Unmap every pooled mapping (the pool idled: give the memory back). Returns the bytes unmapped. */
+double lw_big_trim(void) {
+  void *out[LW_BIG_POOL_SLOTS];
+  size_t outlen[LW_BIG_POOL_SLOTS];
+  int k = 0;
+  pthread_mutex_lock(&lw_big_mu);
+  for (int i = 0; i < LW_BIG_POOL_SLOTS; i++) {
+    if (lw_big_pool[i] != NULL) {
+      out[k] = lw_big_pool[i];
+      outlen[k++] = lw_big_pool_len[i];
+      lw_big_bytes -= (double)lw_big_pool_len[i];
+      lw_big_pool[i] = NULL;
+    }
+  }
+  double freed = (double)lw_big_pooled;
+  lw_big_pooled = 0;
+  pthread_mutex_unlock(&lw_big_mu);
+  for (int i = 0; i < k; i++) munmap(out[i], outlen[i]);
+  return freed;
+}
+
 /* Bytes mapped now (in use + pooled) and, in *pooled, those held by the pool. */
 double lw_big_mapped(double *pooled) {
   pthread_mutex_lock(&lw_big_mu);
@@ -808,6 +829,7 @@ int lw_memfd_create(const char *name, int flags) { (void)name; (void)flags; retu
 int lw_madvise(void *addr, double len, int advice) { (void)addr; (void)len; (void)advice; return -ENOSYS; }
 void *lw_big_alloc(double size, int reuse) { (void)size; (void)reuse; return NULL; }
 void *lw_big_free_fn(void) { return NULL; }
+double lw_big_trim(void) { return 0; }
 double lw_big_mapped(double *pooled) { if (pooled != NULL) *pooled = 0; return 0; }
 int lw_ftruncate(int fd, double size) { (void)fd; (void)size; return -ENOSYS; }
 int lw_add_seals(int fd, int seals) { (void)fd; (void)seals; return -ENOSYS; }

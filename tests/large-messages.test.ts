@@ -9,7 +9,7 @@ import { Lw } from "../lib/lw.ts";
 import { Status } from "../lib/status.ts";
 import { socketPair } from "../lib/native/socket.ts";
 import { native } from "../lib/native/ffi.ts";
-import { bigBytesMapped } from "../lib/native/big.ts";
+import { bigBytesMapped, trimBigBuffers } from "../lib/native/big.ts";
 import { Poller } from "../lib/native/poller.ts";
 import { fdLeakCheck, fdSnapshot } from "./helpers/fds.ts";
 import { rawPeer, type RawPeer } from "./helpers/raw.ts";
@@ -616,5 +616,43 @@ describe("a reused buffer never shows an earlier message past the new one's end"
     expect(big.data.data.every((x: number) => x === 0x33)).toBe(true);
     expect(allZero(tail(big.data.data))).toBe(true);
     expect([...new Uint8Array(big.data.data.buffer, 0, big.data.data.byteOffset)]).toEqual([0x00, 0x28, 0x00, 0x00]); // its own size field
+  });
+});
+
+describe("the pools give their memory back", () => {
+  const collect = async () => {
+    Bun.gc(true);
+    await Bun.sleep(10);
+    Bun.gc(true);
+  };
+
+  test("trimBigBuffers() unmaps what released and collected buffers left pooled", async () => {
+    await collect();
+    trimBigBuffers();
+    const base = bigBytesMapped();
+    {
+      // (not through pairWith: its list would keep the connections, and their buffers, alive)
+      const [a, b] = await Connection.pair(proto);
+      for (let i = 0; i < 4; i++) {
+        const r = b.recv();
+        await a.send({ tag: "BLOB", data: { size: 8 * MiB, data: new Uint8Array(8 * MiB).fill(i) } });
+        (await r).release(); // back to the pool for the next one
+      }
+      a.destroy();
+      b.destroy();
+    }
+    await collect(); // the connections' buffers reach the shim's pool when collected
+    expect(bigBytesMapped().mapped).toBeGreaterThan(base.mapped); // pooled, still mapped
+    // Trim drops the released buffer (JS side) and unmaps the shim's pool; what the collector frees later (it
+    // finalizes lazily) reaches the pool afterwards, so trim again until nothing of the messages is left.
+    let after = bigBytesMapped();
+    for (let i = 0; i < 50 && (after.pooled !== 0 || after.mapped > base.mapped); i++) {
+      trimBigBuffers();
+      await collect();
+      trimBigBuffers();
+      after = bigBytesMapped();
+    }
+    expect(after.pooled).toBe(0);
+    expect(after.mapped).toBeLessThanOrEqual(base.mapped); // (earlier tests' buffers may have gone too)
   });
 });

@@ -44,6 +44,7 @@ export function bigBuffer(size: number, overwritten = false): ArrayBuffer {
   }
   if (size >= BIG_MIN && freeFn !== null) {
     external(size);
+    scheduleTrim();
     const p = native.lw_big_alloc(size, overwritten ? 1 : 0) as Pointer | null;
     // (the shim cannot say whether a pooled mapping served; treat every "overwritten" request as possibly stale)
     if (p !== null) {
@@ -88,6 +89,44 @@ export function recycleBuffer(buf: ArrayBuffer): void {
   recycled.push(moved);
   recycledBytes += moved.byteLength;
   while (recycled.length > RECYCLE_MAX_COUNT || recycledBytes > RECYCLE_MAX_BYTES) recycledBytes -= recycled.shift()!.byteLength;
+  scheduleTrim();
+}
+
+/**
+ * Give the pooled buffers' memory back now: the ones released messages left
+ * for reuse, and the mappings the shim kept from collected ones. The pools
+ * do this by themselves after {@link POOL_IDLE_MS} without large messages;
+ * a program may call it after a burst it knows is over. Returns the bytes
+ * unmapped at once (those released here are unmapped when collected).
+ */
+export function trimBigBuffers(): number {
+  recycled.length = 0;
+  recycledBytes = 0;
+  return native.lw_big_trim();
+}
+
+/** Pools idle this long (ms) are emptied: a burst of large messages does not keep its memory for good. */
+export const POOL_IDLE_MS = 10_000;
+let trimTimer: ReturnType<typeof setTimeout> | null = null;
+let lastUse = 0;
+function scheduleTrim(): void {
+  lastUse = performance.now();
+  if (trimTimer !== null) return;
+  trimTimer = setTimeout(onTrimTimer, POOL_IDLE_MS);
+  (trimTimer as { unref?: () => void }).unref?.();
+}
+function onTrimTimer(): void {
+  trimTimer = null;
+  const idle = performance.now() - lastUse;
+  if (idle < POOL_IDLE_MS) {
+    trimTimer = setTimeout(onTrimTimer, POOL_IDLE_MS - idle);
+    (trimTimer as { unref?: () => void }).unref?.();
+    return;
+  }
+  const hadRecycled = recycled.length > 0;
+  trimBigBuffers();
+  // What was just let go reaches the shim's pool when collected: empty that once more later.
+  if (hadRecycled) scheduleTrim();
 }
 
 /**

@@ -59,6 +59,7 @@ const symbols = {
   lw_big_alloc: { args: ["f64", "i32"], returns: "ptr" },
   lw_big_free_fn: { args: [], returns: "ptr" },
   lw_big_mapped: { args: ["buffer"], returns: "f64" },
+  lw_big_trim: { args: [], returns: "f64" },
   lw_peer_pidfd: { args: ["i32"], returns: "i32" },
   lw_pidfd_alive: { args: ["i32"], returns: "i32" },
 } as const satisfies Record<string, FFIFunction>;
