@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Connection, ConnectionMode } from "../lib/connection.ts";
 import { Peer } from "../lib/peer.ts";
+import { copyBytes } from "../lib/codec/runtime.ts";
 import { Lw } from "../lib/lw.ts";
 import { Poller } from "../lib/native/poller.ts";
 import { fdLeakCheck } from "./helpers/fds.ts";
@@ -119,6 +120,22 @@ describe("large byte arrays go out from the caller's memory", () => {
     } finally {
       a.destroy();
       b.destroy();
+    }
+  });
+});
+
+describe("copyBytes", () => {
+  test("copies views at any offset into any position, small and large (the shim's copy from 256 KiB on)", () => {
+    const all = pattern(3 * 1024 * 1024, 5);
+    for (const n of [100, 2048, 2049, 100_000, 256 * 1024, 1024 * 1024 + 3]) {
+      for (const [from, at] of [[0, 0], [1000, 77], [4095, 8], [8, 4095]] as const) {
+        const src = all.subarray(from, from + n);
+        const dst = new Uint8Array(n + 10_000).fill(0xee);
+        copyBytes(src, dst, at);
+        expect(Buffer.compare(dst.subarray(at, at + n), src)).toBe(0);
+        expect(dst[at - 1] ?? 0xee).toBe(0xee);
+        expect(dst[at + n]).toBe(0xee);
+      }
     }
   });
 });

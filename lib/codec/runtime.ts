@@ -4,6 +4,8 @@
  * when something is already wrong.
  * @module
  */
+import { ptr, type Pointer } from "bun:ffi";
+import { native } from "../native/ffi.ts";
 import { LwMsgError, Status, statusShortName } from "../status.ts";
 import type { ByteWriter } from "./io.ts";
 
@@ -228,11 +230,18 @@ export function tag(v: unknown): number {
 const CHUNK = 2048;
 const bcopy = Buffer.prototype.copy as (this: Uint8Array, target: Uint8Array, targetStart: number, sourceStart: number, sourceEnd: number) => number;
 
-/** Copy all the bytes of `src` into `dst` at `at`. */
+/** From this size on the pieces are copied by the shim in one call (the same 2 KiB pieces, no per-piece call). */
+const NATIVE_COPY_MIN = 256 * 1024;
+
+/** Copy all the bytes of `src` into `dst` at `at` (not overlapping). */
 export function copyBytes(src: Uint8Array | Int8Array, dst: Uint8Array, at: number): void {
   const n = src.length;
   if (n <= CHUNK) {
     dst.set(src, at);
+    return;
+  }
+  if (n >= NATIVE_COPY_MIN && at + n <= dst.length) {
+    native.lw_copy((ptr(dst) + at) as Pointer, ptr(src), n);
     return;
   }
   const u8 = src instanceof Uint8Array ? src : new Uint8Array(src.buffer, src.byteOffset, n);

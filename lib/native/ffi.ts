@@ -31,6 +31,7 @@ const symbols = {
   lw_send: { args: ["i32", "ptr", "i32", "ptr", "i32"], returns: "i32" },
   lw_grow_sndbuf: { args: ["i32", "i32"], returns: "i32" },
   lw_sendv: { args: ["i32", "ptr", "i32", "ptr", "i32"], returns: "i32" },
+  lw_copy: { args: ["ptr", "ptr", "f64"], returns: "void" },
   lw_recv: { args: ["i32", "ptr", "i32", "ptr", "ptr"], returns: "i32" },
   lw_recv_fds: { args: ["i32", "ptr", "i32", "ptr", "i32", "ptr"], returns: "i32" },
   lw_peercred: { args: ["i32", "buffer"], returns: "i32" },
