@@ -365,3 +365,29 @@ describe("what an archive does not do", () => {
     await a.close();
   });
 });
+
+describe("archived messages are shaped like received ones", () => {
+  test("release() and keepBytes() exist and change nothing: an archive's byte arrays are the reader's copies", async () => {
+    const Blob = Lw.Protocol({ BLOB: [1, Lw.Struct({ size: Lw.UInt32(), data: Lw.Pointer(Lw.Array(Lw.UInt8(), { length: "size" }), { notNull: true }) })] });
+    const path = file();
+    const w = new Archive(Blob);
+    w.setFile(path);
+    await w.open(WRITE);
+    const data = new Uint8Array(2 * 1024 * 1024).map((_, i) => i * 7);
+    await w.writeMessage({ tag: "BLOB", data: { size: data.length, data } });
+    await w.close();
+    const r = new Archive(Blob);
+    r.setFile(path);
+    await r.open(READ);
+    const m = await r.readMessage();
+    const kept: Uint8Array = m.data.data;
+    expect(m.keepBytes()).toBe(m);
+    m.release();
+    m[Symbol.dispose]();
+    const eof = await r.readMessage().catch((e) => e);
+    expect(eof.status).toBe(Status.EOF);
+    await r.close();
+    expect(kept.length).toBe(data.length); // release() left it alone
+    expect(Buffer.compare(kept, data)).toBe(0);
+  });
+});

@@ -376,35 +376,28 @@ describe("limits are enforced before memory is committed", () => {
   };
   const settle = () => Bun.gc(true); // nothing collectable left to shrink the count while a test measures
 
-  test("one packet claiming more than maxMessageSize (within the negotiated packet size) → OVERFLOW, nothing allocated for it", async () => {
-    // The receiver allows 64 MiB packets but 1 MiB messages: the packet length passes, the message size cannot.
-    const { c, raw } = await rawAccepted({ maxMessageSize: MiB, packetSize: 64 * MiB }, 0x7fffffff);
-    expect(c.packetSize).toBe(64 * MiB);
-    settle();
-    const before = mapped();
-    const recv = rejection(c.recv()); // handled at once: it may fail while the raw side still writes
-    await sendAll(raw.fd, messageHeader(48 * MiB + 15, 3, TAG_BLOB));
-    await sendAll(raw.fd, pattern(256 * KiB, 5)).catch(() => {}); // (the receiver may have hung up already)
-    const e = await recv;
-    expect(e.status).toBe(Status.OVERFLOW);
-    expect(e.message).toContain("maxMessageSize");
-    expect(growth(before)).toBeLessThan(MiB);
-  });
-
-  test("one packet longer than the negotiated packet size → MALFORMED (§3.3), judged from its header", async () => {
-    // Default proposal maxMessageSize + 15; the raw peer proposes the most, so the minimum is ours.
-    const { c, raw } = await rawAccepted({ maxMessageSize: MiB }, 0x7fffffff);
-    expect(c.packetSize).toBe(MiB + 15);
-    settle();
-    const before = mapped();
-    const recv = rejection(c.recv()); // handled at once: it may fail while the raw side still writes
-    await sendAll(raw.fd, messageHeader(48 * MiB + 15, 3, TAG_BLOB));
-    await sendAll(raw.fd, pattern(256 * KiB, 6)).catch(() => {}); // (the receiver may have hung up already)
-    const e = await recv;
-    expect(e.status).toBe(Status.MALFORMED);
-    expect(e.message).toContain("exceeds the negotiated packet size");
-    expect(growth(before)).toBeLessThan(MiB);
-  });
+  // A 48 MiB packet announced to a receiver of 1 MiB messages, judged from its header either way:
+  //  - it allows 64 MiB packets: the packet length passes, the message size cannot → OVERFLOW;
+  //  - default proposal (maxMessageSize + 15), the raw peer proposes the most → over the packet size, MALFORMED (§3.3).
+  const oversized = [
+    { what: "one packet claiming more than maxMessageSize (within the negotiated packet size) → OVERFLOW, nothing allocated for it", opts: { maxMessageSize: MiB, packetSize: 64 * MiB }, packetSize: 64 * MiB, status: Status.OVERFLOW, says: "maxMessageSize", seed: 5 },
+    { what: "one packet longer than the negotiated packet size → MALFORMED (§3.3), judged from its header", opts: { maxMessageSize: MiB }, packetSize: MiB + 15, status: Status.MALFORMED, says: "exceeds the negotiated packet size", seed: 6 },
+  ];
+  for (const o of oversized) {
+    test(o.what, async () => {
+      const { c, raw } = await rawAccepted(o.opts, 0x7fffffff);
+      expect(c.packetSize).toBe(o.packetSize);
+      settle();
+      const before = mapped();
+      const recv = rejection(c.recv()); // handled at once: it may fail while the raw side still writes
+      await sendAll(raw.fd, messageHeader(48 * MiB + 15, 3, TAG_BLOB));
+      await sendAll(raw.fd, pattern(256 * KiB, o.seed)).catch(() => {}); // (the receiver may have hung up already)
+      const e = await recv;
+      expect(e.status).toBe(o.status);
+      expect(e.message).toContain(o.says);
+      expect(growth(before)).toBeLessThan(MiB);
+    });
+  }
 
   test("fragments adding up past maxMessageSize → OVERFLOW before the buffer grows past maxMessageSize", async () => {
     const { c, raw } = await rawAccepted({ maxMessageSize: MiB }, 8192);

@@ -86,9 +86,15 @@ export class ArchivedMessage implements Disposable {
     readonly status: number,
     readonly cookie: number,
   ) {}
-  /** Nothing to close: archived messages carry no fds. */
+  /** Nothing to close: archived messages carry no fds, and their arrays are copies (nothing to recycle). */
   [Symbol.dispose](): void {}
   dispose(): void {}
+  /** As `ReceivedMessage.release()`; nothing to give back. */
+  release(): void {}
+  /** As `ReceivedMessage.keepBytes()`; the arrays are the archive reader's copies already. */
+  keepBytes(): this {
+    return this;
+  }
 }
 
 function unsupported(op: string): LwMsgError {

@@ -8,7 +8,6 @@
 import { ByteReader, CodecContext, type HandleCodec } from "../codec/io.ts";
 import type { Protocol } from "../protocol.ts";
 import { LwMsgError, Status } from "../status.ts";
-import { BIG_MIN } from "../native/big.ts";
 import { FdInQueue, closeFd } from "../transport/fdqueue.ts";
 import { MessageFlags, TAG_INVALID } from "../wire/packets.ts";
 import { ReceivedMessage } from "./message.ts";
@@ -156,8 +155,8 @@ export class Inbox {
     }
     fdIn.compact();
     const m = new ReceivedMessage(tag, entry.name, data, flags, status, cookie, fds);
-    // Kept for release() only if the value views it; otherwise the buffer is garbage now (the GC pools it).
-    if (ctx.views > 0 && end - start >= BIG_MIN) m.ownBuffer = bytes.buffer as ArrayBuffer;
+    // Kept for release() only if the value views it (owned, so ≥ 64 KiB); otherwise it is garbage now (the GC pools it).
+    if (ctx.views > 0) m.ownBuffer = bytes.buffer as ArrayBuffer;
     if (request) {
       m.decodedBytes = ctx.decodedBytes;
       adm.hold(m.decodedBytes);
