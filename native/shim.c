@@ -724,8 +724,8 @@ int lw_madvise(void *addr, double len, int advice) { return madvise(addr, (size_
  *    LW_BIG_POOL_BYTES in all; the rest is unmapped).
  * A pooled mapping holds the bytes of an earlier message, so it is handed
  * out only to a caller that overwrites every byte before anyone sees it
- * (`reuse` = 1: a packet read straight from the socket); others get fresh
- * zero pages. `lw_big_mapped` counts mapped bytes, pool included (tests). */
+ * (`reuse` = 1: a packet read straight from the socket; *reused says when
+ * a pooled one served); others get fresh zero pages. `lw_big_mapped` counts mapped bytes, pool included (tests). */
 #define LW_HUGE ((size_t)2 << 20)
 #define LW_BIG_POOL_SLOTS 16
 #define LW_BIG_POOL_BYTES ((size_t)64 << 20)
@@ -746,7 +746,8 @@ static size_t lw_big_len(double size) {
   return c;
 }
 
-void *lw_big_alloc(double size, int reuse) {
+void *lw_big_alloc(double size, int reuse, int32_t *reused) {
+  if (reused != NULL) *reused = 0;
   if (!(size > 0)) return NULL;
   size_t len = lw_big_len(size);
   if (reuse) {
@@ -761,7 +762,10 @@ void *lw_big_alloc(double size, int reuse) {
       }
     }
     pthread_mutex_unlock(&lw_big_mu);
-    if (hit != NULL) return hit;
+    if (hit != NULL) {
+      if (reused != NULL) *reused = 1; /* it holds an earlier buffer's bytes */
+      return hit;
+    }
   }
   char *a;
   if (len < LW_HUGE) {
@@ -838,7 +842,7 @@ double lw_big_mapped(double *pooled) {
 #else
 int lw_memfd_create(const char *name, int flags) { (void)name; (void)flags; return -ENOSYS; }
 int lw_madvise(void *addr, double len, int advice) { (void)addr; (void)len; (void)advice; return -ENOSYS; }
-void *lw_big_alloc(double size, int reuse) { (void)size; (void)reuse; return NULL; }
+void *lw_big_alloc(double size, int reuse, int32_t *reused) { (void)size; (void)reuse; if (reused != NULL) *reused = 0; return NULL; }
 void *lw_big_free_fn(void) { return NULL; }
 double lw_big_trim(void) { return 0; }
 double lw_big_mapped(double *pooled) { if (pooled != NULL) *pooled = 0; return 0; }

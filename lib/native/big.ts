@@ -9,8 +9,9 @@
  * the message. The shim maps these itself — from 1 MiB 2 MiB-aligned and
  * advised for transparent huge pages (faulted in 2 MiB at a time: ≈ 1.4 ms
  * for 16 MiB there), below in power-of-two classes from 64 KiB — and keeps a
- * few collected ones, pages and all, for the next buffer of the same class. They are ordinary ArrayBuffers to JS; JSC calls the shim's
- * `lw_big_free` when one is collected.
+ * few collected ones, pages and all, for the next buffer of the same class.
+ * They are ordinary ArrayBuffers to JS; JSC calls the shim's `lw_big_free`
+ * when one is collected.
  * @module
  */
 import { toArrayBuffer, type Pointer } from "bun:ffi";
@@ -23,43 +24,44 @@ const freeFn = native.lw_big_free_fn() as Pointer | null;
 // toArrayBuffer(ptr, offset, length, deallocatorContext, deallocator): bun:ffi's form for memory JSC frees, missing from its typings.
 const wrap = toArrayBuffer as unknown as (p: Pointer, off: number, len: number, ctx: number, dealloc: Pointer) => ArrayBuffer;
 
-/**
- * An ArrayBuffer of exactly `size` bytes, from the shim's huge-page mappings
- * when `size` ≥ {@link BIG_MIN} (a plain one if the mapping fails or the
- * platform has none). Zero-filled, unless `overwritten`: the caller writes
- * every byte before anything else can see the buffer, so a pooled mapping
- * (holding an earlier message's bytes) may serve.
- */
-export function bigBuffer(size: number, overwritten = false): ArrayBuffer {
-  lastReused = true;
-  if (overwritten && recycled.length > 0) {
-    for (let i = 0; i < recycled.length; i++) {
-      const b = recycled[i]!;
-      if (b.byteLength === size) {
-        recycled.splice(i, 1);
-        recycledBytes -= size;
-        return b;
-      }
-    }
-  }
-  if (size >= BIG_MIN && freeFn !== null) {
-    external(size);
-    scheduleTrim();
-    const p = native.lw_big_alloc(size, overwritten ? 1 : 0) as Pointer | null;
-    // (the shim cannot say whether a pooled mapping served; treat every "overwritten" request as possibly stale)
-    if (p !== null) {
-      lastReused = overwritten;
-      return wrap(p, 0, size, size, freeFn);
-    }
-  }
-  lastReused = false;
-  return new ArrayBuffer(size);
+/** An ArrayBuffer of exactly `size` bytes, zero-filled; from the shim's mappings when `size` ≥ {@link BIG_MIN}. */
+export function bigBuffer(size: number): ArrayBuffer {
+  return mapped(size, false) ?? new ArrayBuffer(size);
 }
 
-let lastReused = false;
-/** Whether the last {@link bigBuffer} may hold an earlier buffer's bytes (only ever with `overwritten`). */
-export function bigBufferMayBeStale(): boolean {
-  return lastReused;
+/** A buffer from {@link reusableBuffer}: `stale` when it may hold an earlier buffer's bytes. */
+export interface Reusable {
+  buffer: ArrayBuffer;
+  stale: boolean;
+}
+
+/**
+ * An ArrayBuffer of exactly `size` bytes for a caller that overwrites what it
+ * exposes before anything else can see it: one a released message gave back,
+ * or a pooled mapping, may serve (`stale`: it holds an earlier message's
+ * bytes, which the caller must overwrite or zero); else a zero-filled one.
+ */
+export function reusableBuffer(size: number): Reusable {
+  for (let i = 0; i < recycled.length; i++) {
+    const b = recycled[i]!;
+    if (b.byteLength === size) {
+      recycled.splice(i, 1);
+      recycledBytes -= size;
+      return { buffer: b, stale: true };
+    }
+  }
+  const m = mapped(size, true);
+  return m !== null ? { buffer: m, stale: reusedOut[0] === 1 } : { buffer: new ArrayBuffer(size), stale: false };
+}
+
+const reusedOut = new Int32Array(1);
+/** From the shim (null below BIG_MIN, off Linux, or when mmap fails); with `reuse`, reusedOut says whether a pooled mapping served. */
+function mapped(size: number, reuse: boolean): ArrayBuffer | null {
+  if (size < BIG_MIN || freeFn === null) return null;
+  external(size);
+  scheduleTrim();
+  const p = native.lw_big_alloc(size, reuse ? 1 : 0, reusedOut) as Pointer | null;
+  return p === null ? null : wrap(p, 0, size, size, freeFn);
 }
 
 const pooledOut = new Float64Array(1);
@@ -69,7 +71,7 @@ export function bigBytesMapped(): { mapped: number; pooled: number } {
   return { mapped, pooled: pooledOut[0]! };
 }
 
-/** Buffers given back by released messages (most recent last), for {@link bigBuffer} callers that overwrite them. */
+/** Buffers given back by released messages (most recent last), for {@link reusableBuffer}. */
 const recycled: ArrayBuffer[] = [];
 let recycledBytes = 0;
 const RECYCLE_MAX_BYTES = 64 * 1024 * 1024;

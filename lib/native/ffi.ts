@@ -57,7 +57,7 @@ const symbols = {
   lw_pwrite_all: { args: ["i32", "buffer", "f64", "f64"], returns: "i32" },
   lw_madvise: { args: ["ptr", "f64", "i32"], returns: "i32" },
   // buffers for large messages (lib/native/big.ts)
-  lw_big_alloc: { args: ["f64", "i32"], returns: "ptr" },
+  lw_big_alloc: { args: ["f64", "i32", "buffer"], returns: "ptr" },
   lw_big_free_fn: { args: [], returns: "ptr" },
   lw_big_mapped: { args: ["buffer"], returns: "f64" },
   lw_big_trim: { args: [], returns: "f64" },

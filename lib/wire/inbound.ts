@@ -11,7 +11,7 @@
  * decoder can return views into it instead of copies.
  * @module
  */
-import { bigBuffer, bigBufferMayBeStale } from "../native/big.ts";
+import { reusableBuffer } from "../native/big.ts";
 import { LwMsgError, Status } from "../status.ts";
 import { BASE_HEADER_SIZE, MESSAGE_HEADER_SIZE, PacketFlags, PacketType, SHUTDOWN_SIZE, shutdownError } from "./packets.ts";
 
@@ -180,11 +180,12 @@ export class InboundFramer {
           // One packet: its own buffer of exactly its size (overwritten whole before it is handed over). Fragments:
           // the buffer kept from the last small fragmented message, or a new one. A kept or pooled buffer holds an
           // earlier message's bytes past what this one fills: `stale` (see deliver).
-          const kept = this.reassembly;
-          const rb = (pf & PacketFlags.LAST) !== 0 ? new Uint8Array(bigBuffer(n, true)) : (kept ?? new Uint8Array(bigBuffer(Math.min(this.maxMessageSize, Math.max(REASSEMBLY_START, n)), true)));
-          const stale = kept !== null || bigBufferMayBeStale();
-          this.reassembly = null;
-          this.frag = { flags: buf[p + 6]!, status: v.getUint32(p + 7), cookie: v.getUint16(p + 11), tag: v.getInt16(p + 13), buf: rb, len: 0, stale };
+          const single = (pf & PacketFlags.LAST) !== 0;
+          const kept = single ? null : this.reassembly;
+          if (kept !== null) this.reassembly = null;
+          const r = kept === null ? reusableBuffer(single ? n : Math.min(this.maxMessageSize, Math.max(REASSEMBLY_START, n))) : null;
+          const rb = r !== null ? new Uint8Array(r.buffer) : kept!;
+          this.frag = { flags: buf[p + 6]!, status: v.getUint32(p + 7), cookie: v.getUint16(p + 11), tag: v.getInt16(p + 13), buf: rb, len: 0, stale: r === null || r.stale };
         } else if (this.frag === null) return this.malformed(sink, "a continuation fragment arrived without a FIRST fragment");
         const f = this.frag;
         if (f.len + n > this.maxMessageSize) return this.overflow(sink, p + len);
@@ -192,10 +193,11 @@ export class InboundFramer {
           // Past its first size, a message grows straight to the size of the last large one (a stream of large
           // messages then costs one buffer each, not a doubling series of copies).
           // (a pooled buffer may serve: deliver() zeroes what the message did not fill before anyone sees it)
-          const nb = new Uint8Array(bigBuffer(Math.min(this.maxMessageSize, Math.max(f.buf.length * 2, f.len + n, this.sizeHint)), true));
+          const r = reusableBuffer(Math.min(this.maxMessageSize, Math.max(f.buf.length * 2, f.len + n, this.sizeHint)));
+          const nb = new Uint8Array(r.buffer);
           nb.set(f.buf.subarray(0, f.len));
           f.buf = nb;
-          f.stale = bigBufferMayBeStale();
+          f.stale = r.stale;
         }
         if (!whole) {
           // The rest of this packet goes straight from the socket into the message's buffer (makeRoom/wrote).
